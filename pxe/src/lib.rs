@@ -1,0 +1,4 @@
+//! The PXE service (DHCP, TFTP, HTTP), inventory, the attestation server and
+//! the node agent.
+//!
+//! Nothing is implemented yet; see ARCHITECTURE.md for the planned parts.

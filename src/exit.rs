@@ -1,0 +1,32 @@
+//! Exit codes, so scripts and CI can tell a refused signature from a full disk.
+
+use std::process::ExitCode;
+
+/// Bad command line (clap's own convention).
+pub const USAGE: u8 = 2;
+/// Something was checked and found wrong: signature, digest, trust, rollback.
+pub const VERIFICATION: u8 = 3;
+/// A file or network operation failed.
+pub const IO: u8 = 4;
+/// Anything else.
+pub const OTHER: u8 = 1;
+
+/// Print the error with its whole cause chain and pick the exit code from the
+/// most specific cause that has one.
+pub fn report(err: &anyhow::Error) -> ExitCode {
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!("error: {err:#}");
+    }
+    ExitCode::from(classify(err))
+}
+
+fn classify(err: &anyhow::Error) -> u8 {
+    let mut io = false;
+    for cause in err.chain() {
+        if cause.downcast_ref::<std::io::Error>().is_some() {
+            io = true;
+        }
+    }
+    if io { IO } else { OTHER }
+}
