@@ -46,3 +46,8 @@ pub use trust::{Trust, TrustFile};
 pub fn write_file_atomically(path: &std::path::Path, contents: &[u8]) -> Result<()> {
     files::replace(path, contents, files::PUBLIC_MODE)
 }
+
+/// Create a file atomically, refusing to replace an existing one.
+pub fn write_new_file(path: &std::path::Path, contents: &[u8]) -> Result<()> {
+    files::create_new(path, contents, files::PUBLIC_MODE)
+}

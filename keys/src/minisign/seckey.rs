@@ -67,6 +67,11 @@ impl SecretKey {
         })
     }
 
+    /// The key id.
+    pub fn key_id(&self) -> KeyId {
+        self.key_id
+    }
+
     /// The public half.
     pub fn public_key(&self) -> PublicKey {
         PublicKey::new(self.key_id, self.signing.verifying_key())
