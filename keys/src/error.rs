@@ -210,14 +210,14 @@ pub enum Error {
         want: usize,
     },
     /// An algorithm identifier is not one we support.
-    #[error(
-        "{what}: unsupported signature algorithm {got} (supported: \"Ed\", and \"ED\" for signatures)"
-    )]
+    #[error("{what}: algorithm {got} is not supported (expected {want})")]
     Algorithm {
         /// What the input should be.
         what: Item,
         /// The identifier found.
         got: AlgorithmId,
+        /// What is supported there.
+        want: &'static str,
     },
     /// A secret key uses a key derivation other than scrypt or none.
     #[error("secret key: unsupported key derivation {got} (supported: \"Sc\" and none)")]
@@ -231,7 +231,17 @@ pub enum Error {
         /// The identifier found.
         got: AlgorithmId,
     },
-    /// A comment has a line break, an unprintable character or is too long.
+    /// A comment given for a new file has a line break, an unprintable
+    /// character, or is too long for minisign to read back.
+    #[error("{field} must be one line of printable text, at most {max} bytes")]
+    InvalidComment {
+        /// Which comment.
+        field: &'static str,
+        /// Its byte limit.
+        max: usize,
+    },
+    /// A comment read from a file has a line break, an unprintable
+    /// character or is too long.
     #[error("{what}: {field} must be one line of printable text, at most {max} bytes")]
     Comment {
         /// What the input should be.
@@ -276,7 +286,7 @@ pub enum Error {
         text: String,
     },
     /// JSON that does not parse into the expected structure.
-    #[error("{what}: {source}")]
+    #[error("{what}: not the expected JSON document")]
     Json {
         /// What the input should be.
         what: Item,
@@ -597,7 +607,7 @@ impl Error {
             PassphraseRequired | WrongPassphrase | PassphraseLength | SecretKeyCorrupt => false,
             KdfTooExpensive { .. } | KdfAlgorithm { .. } | ChecksumAlgorithm { .. } => false,
             NotARoot { .. } | IsARoot { .. } | NotASigner { .. } | SignerExists { .. } => false,
-            RevokedKeyReuse { .. } | Float { .. } => false,
+            RevokedKeyReuse { .. } | Float { .. } | InvalidComment { .. } => false,
             TooLarge { what, .. }
             | NotText { what }
             | MissingLine { what, .. }

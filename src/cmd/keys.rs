@@ -99,12 +99,10 @@ fn generate(args: GenerateArgs) -> anyhow::Result<()> {
 
 fn verify_manifest(args: VerifyManifestArgs) -> anyhow::Result<()> {
     let pinned = super::load_public_keys(&args.roots)?;
-    let trust = Trust::load(&args.trust, &pinned)
-        .with_context(|| format!("loading trust file {}", args.trust.display()))?;
-    let mut store = RollbackStore::open(&args.state)
-        .with_context(|| format!("opening rollback state {}", args.state.display()))?;
+    let trust = Trust::load(&args.trust, &pinned).context("loading trust file")?;
+    let mut store = RollbackStore::open(&args.state).context("opening rollback state")?;
     let verified = <SignedManifest>::verify_dir(&trust, &args.dir, &mut store, Timestamp::now())
-        .with_context(|| format!("verifying manifest in {}", args.dir.display()))?;
+        .context("verifying manifest")?;
     let m = &verified.manifest;
     outln!(
         "{} {} version {}: signed by {} ({}), {} artifact(s) verified, expires {}",

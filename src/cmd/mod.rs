@@ -18,8 +18,7 @@ pub const PASSPHRASE_ENV: &str = "IRONRACK_PASSPHRASE";
 /// The passphrase from `--passphrase-file`, else from the environment.
 pub fn passphrase(file: Option<&Path>) -> anyhow::Result<Option<Passphrase>> {
     if let Some(path) = file {
-        let pass = Passphrase::from_file(path)
-            .with_context(|| format!("reading passphrase file {}", path.display()))?;
+        let pass = Passphrase::from_file(path).context("reading passphrase file")?;
         return Ok(Some(pass));
     }
     Passphrase::from_env(PASSPHRASE_ENV).with_context(|| format!("reading {PASSPHRASE_ENV}"))
@@ -29,11 +28,10 @@ pub fn passphrase(file: Option<&Path>) -> anyhow::Result<Option<Passphrase>> {
 pub fn load_secret_key(path: &Path, passphrase: Option<&Passphrase>) -> anyhow::Result<SecretKey> {
     SecretKey::load(path, passphrase).map_err(|err| {
         let hint = match err.innermost() {
-            KeysError::PassphraseRequired => format!(
-                "loading secret key {} (give --passphrase-file FILE or set {PASSPHRASE_ENV})",
-                path.display()
-            ),
-            _ => format!("loading secret key {}", path.display()),
+            KeysError::PassphraseRequired => {
+                format!("loading secret key (give --passphrase-file FILE or set {PASSPHRASE_ENV})")
+            }
+            _ => "loading secret key".to_owned(),
         };
         anyhow::Error::new(err).context(hint)
     })
@@ -55,9 +53,7 @@ pub fn load_secret_keys(
 pub fn load_public_keys(paths: &[PathBuf]) -> anyhow::Result<Vec<PublicKey>> {
     paths
         .iter()
-        .map(|path| {
-            PublicKey::load(path).with_context(|| format!("loading public key {}", path.display()))
-        })
+        .map(|path| PublicKey::load(path).context("loading public key"))
         .collect()
 }
 

@@ -54,15 +54,14 @@ pub fn sign(args: SignArgs) -> anyhow::Result<()> {
 
 /// Verify a minisign signature (`Ed` or `ED`) and print the trusted comment.
 pub fn verify_sig(args: VerifySigArgs) -> anyhow::Result<()> {
-    let key = PublicKey::load(&args.public)
-        .with_context(|| format!("loading public key {}", args.public.display()))?;
+    let key = PublicKey::load(&args.public).context("loading public key")?;
     let sig_path = args.sig.clone().unwrap_or_else(|| {
         let mut name = args.file.clone().into_os_string();
         name.push(".minisig");
         PathBuf::from(name)
     });
-    let sig = minisign::verify_file(&key, &args.file, Some(&sig_path))
-        .with_context(|| format!("checking signature {}", sig_path.display()))?;
+    let sig =
+        minisign::verify_file(&key, &args.file, Some(&sig_path)).context("checking signature")?;
     tracing::info!(key_id = %sig.key_id, algorithm = ?sig.algorithm, "signature verified");
     outln!("Signature and comment signature verified")?;
     outln!("Trusted comment: {}", sig.trusted_comment)

@@ -248,8 +248,7 @@ fn init(args: InitArgs) -> anyhow::Result<()> {
     }
     let bytes = file.to_bytes()?;
     check_or_partial(Trust::from_installed(&bytes, &[]).map(drop), args.partial)?;
-    ironrack_keys::write_new_file(&args.output, &bytes)
-        .with_context(|| format!("writing {}", args.output.display()))?;
+    ironrack_keys::write_new_file(&args.output, &bytes).context("writing trust file")?;
     outln!(
         "{}: version 1, threshold {}",
         args.output.display(),
@@ -259,7 +258,7 @@ fn init(args: InitArgs) -> anyhow::Result<()> {
 
 /// Load the trust file being edited: it must be valid as it stands.
 fn load_current(path: &Path) -> anyhow::Result<Trust> {
-    Trust::load(path, &[]).with_context(|| format!("loading trust file {}", path.display()))
+    Trust::load(path, &[]).context("loading trust file")
 }
 
 /// Sign the next version with `signers`, check that verifiers holding
@@ -284,8 +283,7 @@ fn finish_edit(
         edit.partial,
     )?;
     let path = edit.output.as_deref().unwrap_or(default_path);
-    ironrack_keys::write_file_atomically(path, &bytes)
-        .with_context(|| format!("writing {}", path.display()))?;
+    ironrack_keys::write_file_atomically(path, &bytes).context("writing trust file")?;
     outln!("{}: version {}", path.display(), next.signed.version)
 }
 
@@ -302,8 +300,7 @@ fn check_or_partial(result: Result<(), KeysError>, partial: bool) -> anyhow::Res
 
 fn add_signer(args: AddSignerArgs) -> anyhow::Result<()> {
     let current = load_current(&args.trust)?;
-    let public = PublicKey::load(&args.public)
-        .with_context(|| format!("loading public key {}", args.public.display()))?;
+    let public = PublicKey::load(&args.public).context("loading public key")?;
     let scope = args
         .scopes
         .iter()
@@ -383,14 +380,13 @@ fn sign(args: SignArgs) -> anyhow::Result<()> {
         file.sign(signer)?;
     }
     ironrack_keys::write_file_atomically(&args.trust, &file.to_bytes()?)
-        .with_context(|| format!("writing {}", args.trust.display()))?;
+        .context("writing trust file")?;
     show(&args.trust)
 }
 
 fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     let pinned = super::load_public_keys(&args.roots)?;
-    let trust = Trust::load(&args.trust, &pinned)
-        .with_context(|| format!("verifying trust file {}", args.trust.display()))?;
+    let trust = Trust::load(&args.trust, &pinned).context("verifying trust file")?;
     trust
         .check_current(Timestamp::now())
         .with_context(|| format!("verifying trust file {}", args.trust.display()))?;
@@ -408,8 +404,7 @@ fn verify(args: VerifyArgs) -> anyhow::Result<()> {
 
 fn update(args: UpdateArgs) -> anyhow::Result<()> {
     let pinned = super::load_public_keys(&args.roots)?;
-    let current = Trust::load(&args.current, &pinned)
-        .with_context(|| format!("loading trust file {}", args.current.display()))?;
+    let current = Trust::load(&args.current, &pinned).context("loading trust file")?;
     let bytes =
         std::fs::read(&args.new).with_context(|| format!("reading {}", args.new.display()))?;
     let next = current.update(&bytes, Timestamp::now()).with_context(|| {
@@ -419,8 +414,7 @@ fn update(args: UpdateArgs) -> anyhow::Result<()> {
             args.current.display()
         )
     })?;
-    ironrack_keys::write_file_atomically(&args.current, &bytes)
-        .with_context(|| format!("writing {}", args.current.display()))?;
+    ironrack_keys::write_file_atomically(&args.current, &bytes).context("writing trust file")?;
     outln!("{}: now version {}", args.current.display(), next.version())
 }
 

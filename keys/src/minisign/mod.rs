@@ -158,15 +158,10 @@ pub(crate) fn comment_ok(text: &str, max: usize) -> bool {
 }
 
 /// Check a comment we are about to write.
-pub(crate) fn check_comment(
-    text: &str,
-    what: Item,
-    field: &'static str,
-    max: usize,
-) -> Result<(), Error> {
+pub(crate) fn check_comment(text: &str, field: &'static str, max: usize) -> Result<(), Error> {
     if comment_ok(text, max) {
         Ok(())
     } else {
-        Err(Error::Comment { what, field, max })
+        Err(Error::InvalidComment { field, max })
     }
 }

@@ -51,6 +51,7 @@ impl PublicKey {
             return Err(Error::Algorithm {
                 what: Item::PublicKey,
                 got: AlgorithmId(alg),
+                want: "\"Ed\"",
             });
         }
         let mut id = [0u8; 8];
@@ -91,7 +92,7 @@ impl PublicKey {
 
     /// The public key file text, with an untrusted comment.
     pub fn to_file_text(&self, comment: &str) -> Result<String, Error> {
-        check_comment(comment, Item::PublicKey, "untrusted comment", UNTRUSTED_MAX)?;
+        check_comment(comment, "untrusted comment", UNTRUSTED_MAX)?;
         Ok(format!(
             "untrusted comment: {comment}\n{}\n",
             self.to_base64()

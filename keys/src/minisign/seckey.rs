@@ -97,6 +97,7 @@ impl SecretKey {
             return Err(Error::Algorithm {
                 what: Item::SecretKey,
                 got: alg(0..2),
+                want: "\"Ed\"",
             });
         }
         if alg(4..6).0 != CHK_BLAKE2B {
@@ -148,12 +149,13 @@ impl SecretKey {
         comment: &str,
         protection: Protection<'_>,
     ) -> Result<Zeroizing<String>, Error> {
-        check_comment(comment, Item::SecretKey, "untrusted comment", UNTRUSTED_MAX)?;
+        check_comment(comment, "untrusted comment", UNTRUSTED_MAX)?;
         let mut blob = Zeroizing::new(vec![0u8; BLOB_LEN]);
         blob[0..2].copy_from_slice(&ALG_ED);
         blob[4..6].copy_from_slice(&CHK_BLAKE2B);
         blob[KEY_ID].copy_from_slice(self.key_id.as_bytes());
-        blob[SECRET].copy_from_slice(self.signing.to_keypair_bytes().as_ref());
+        let keypair = Zeroizing::new(self.signing.to_keypair_bytes());
+        blob[SECRET].copy_from_slice(keypair.as_ref());
         let mut sum = checksum(&blob[KEY_ID], &blob[SECRET]);
         blob[CHECKSUM].copy_from_slice(&sum);
         sum.zeroize();

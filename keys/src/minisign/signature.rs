@@ -68,18 +68,8 @@ impl MinisignSignature {
         trusted_comment: &str,
         untrusted_comment: &str,
     ) -> Result<MinisignSignature, Error> {
-        check_comment(
-            trusted_comment,
-            Item::Signature,
-            "trusted comment",
-            TRUSTED_MAX,
-        )?;
-        check_comment(
-            untrusted_comment,
-            Item::Signature,
-            "untrusted comment",
-            UNTRUSTED_MAX,
-        )?;
+        check_comment(trusted_comment, "trusted comment", TRUSTED_MAX)?;
+        check_comment(untrusted_comment, "untrusted comment", UNTRUSTED_MAX)?;
         let signature = signer.sign(message)?;
         let global_signature = signer.sign(&global_message(&signature, trusted_comment))?;
         let sig = MinisignSignature {
@@ -111,6 +101,7 @@ impl MinisignSignature {
                 return Err(Error::Algorithm {
                     what,
                     got: AlgorithmId(other),
+                    want: "\"Ed\" or \"ED\"",
                 });
             }
         };
