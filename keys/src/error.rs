@@ -327,6 +327,12 @@ pub enum Error {
         /// The text given.
         text: String,
     },
+    /// A delegation that could sign nothing: scopes need an image and a channel.
+    #[error("signer {name:?} needs at least one image:PATTERN and one channel:PATTERN scope")]
+    IncompleteScope {
+        /// The signer's name.
+        name: String,
+    },
     /// A manifest or signer name uses characters outside the allowed set.
     #[error(
         "{what}: {field} {value:?} must be non-empty and use only letters, digits, '.', '_' and '-'"
@@ -608,6 +614,7 @@ impl Error {
             KdfTooExpensive { .. } | KdfAlgorithm { .. } | ChecksumAlgorithm { .. } => false,
             NotARoot { .. } | IsARoot { .. } | NotASigner { .. } | SignerExists { .. } => false,
             RevokedKeyReuse { .. } | Float { .. } | InvalidComment { .. } => false,
+            IncompleteScope { .. } => false,
             TooLarge { what, .. }
             | NotText { what }
             | MissingLine { what, .. }

@@ -293,3 +293,65 @@ pub fn verify_file(
         })?;
     Ok(sig)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SecretKey;
+
+    // Captured from minisign 0.11 on this machine, signing "hello\n": a
+    // default (ED) signature and a legacy (-l) one, with their public keys.
+    // The interop tests repeat this live against the installed minisign.
+    const ED_PUB: &str = "RWQnYNd9O/154XFFvkxLNUT1aZ2309hnIhQtrxjHTayY8RRJghP90+WM";
+    const ED_SIG: &str = "untrusted comment: signature from minisign secret key\n\
+        RUQnYNd9O/154cUX2qZkPD05ExnkHWMCN9j9HVwES7BDIU7+APYKsjWkbZiHv86/4hN9eRwaJQ5Lw/QMqBUz8dZ8dMfZ1h2zNwc=\n\
+        trusted comment: tc here\n\
+        hAMym0meRT+df92zXcSHVAW0v290wukfC883C8OQDH1KoD3htXWTwYBxHPBkXHEwMyuAR7nUnHOA3TlM2d0tCg==\n";
+    const LEGACY_PUB: &str = "RWQuOcBYp3MMODJnBHODQN18EkTWIkAub0WO2lDAs+n2pXAaY4RYguBp";
+    const LEGACY_SIG: &str = "untrusted comment: signature from minisign secret key\n\
+        RWQuOcBYp3MMOL7TziuVWCHEOwJrXN2hnFASq4hfIJn/z3b4nMkPAa1YakSwtUO6okc8X8gsc7re6CPMBHV/WnsbYjnaiIO7ogM=\n\
+        trusted comment: timestamp:1795500750\tfile:f\n\
+        Y7dSKvB4e2FvijVSljsH0WOImXBQARhV9nWjizow2NWNFG4EtA/mLznBHtYWadIouZJtUF4AzI2ggFb61263Bg==\n";
+
+    #[test]
+    fn verifies_minisign_signatures_of_both_kinds() {
+        for (public, text, algorithm) in [
+            (ED_PUB, ED_SIG, SignatureAlgorithm::Prehashed),
+            (LEGACY_PUB, LEGACY_SIG, SignatureAlgorithm::Legacy),
+        ] {
+            let key = PublicKey::from_base64(public).unwrap();
+            let sig = MinisignSignature::parse(text.as_bytes()).unwrap();
+            assert_eq!(sig.algorithm, algorithm);
+            sig.verify(&key, b"hello\n").unwrap();
+            sig.verify_reader(&key, &b"hello\n"[..], Path::new("f"))
+                .unwrap();
+            assert_eq!(sig.to_file_text(), text);
+            let err = sig.verify(&key, b"hello!").unwrap_err();
+            assert!(matches!(err, Error::SignatureInvalid { .. }), "{err}");
+        }
+    }
+
+    #[test]
+    fn key_id_mismatch_is_reported_before_anything_else() {
+        let sig = MinisignSignature::parse(ED_SIG.as_bytes()).unwrap();
+        let other = PublicKey::from_base64(LEGACY_PUB).unwrap();
+        let err = sig.verify(&other, b"hello\n").unwrap_err();
+        assert!(
+            matches!(err, Error::KeyIdMismatch { signature, public_key }
+                if signature.to_string() == "E179FD3B7DD76027" && public_key == other.key_id()),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_trusted_comment_is_signed() {
+        let key = SecretKey::generate().unwrap();
+        let mut sig = MinisignSignature::sign(&key, b"data", "version 1", "u").unwrap();
+        sig.verify(&key.public_key(), b"data").unwrap();
+        sig.trusted_comment = "version 2".into();
+        let err = sig.verify(&key.public_key(), b"data").unwrap_err();
+        assert!(matches!(err, Error::GlobalSignatureInvalid { .. }), "{err}");
+        let err = MinisignSignature::sign(&key, b"data", "two\nlines", "u").unwrap_err();
+        assert!(matches!(err, Error::InvalidComment { .. }), "{err}");
+    }
+}

@@ -336,6 +336,15 @@ impl TrustBody {
     /// Delegate to a new signer. Its key must not be a root, a current
     /// signer or revoked, and its name must be free.
     pub fn add_signer(&mut self, signer: Delegation) -> Result<(), Error> {
+        let has = |image: bool| {
+            signer
+                .scope
+                .iter()
+                .any(|s| matches!(s, Scope::Image(_)) == image)
+        };
+        if !(has(true) && has(false)) {
+            return Err(Error::IncompleteScope { name: signer.name });
+        }
         if self.is_root(signer.id) {
             return Err(Error::IsARoot { key_id: signer.id });
         }

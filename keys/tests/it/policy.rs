@@ -509,3 +509,14 @@ fn artifact_names_cannot_leave_the_directory() {
         assert!(matches!(err, Error::ArtifactName { .. }), "{name}: {err}");
     }
 }
+
+#[test]
+fn a_delegation_must_name_images_and_channels() {
+    let world = World::new();
+    let mut next = world.trust_file.next_version().unwrap();
+    for scope in [&["image:gpu-node"][..], &["channel:stable"][..]] {
+        let d = delegation("narrow", &key(), at("2030-12-01T00:00:00Z"), scope);
+        let err = next.signed.add_signer(d).unwrap_err();
+        assert!(matches!(err, Error::IncompleteScope { .. }), "{err}");
+    }
+}
