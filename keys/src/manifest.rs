@@ -302,14 +302,21 @@ impl<P: DeserializeOwned> SignedManifest<P> {
 }
 
 /// Sign a manifest: its canonical bytes and their `Ed` signature.
+///
+/// Ed25519 is deterministic and the trusted comment is derived from the
+/// manifest (no timestamp), so the same manifest and key always give the
+/// same two files: signed outputs stay bit-for-bit reproducible.
 pub fn sign_manifest<P: Serialize>(
     signer: &dyn Signer,
     manifest: &SignedManifest<P>,
-    trusted_comment: &str,
 ) -> Result<(Vec<u8>, MinisignSignature), Error> {
     let bytes = manifest.to_bytes()?;
+    let trusted = format!(
+        "file:{MANIFEST_FILE}\tname:{}\tchannel:{}\tversion:{}",
+        manifest.name, manifest.channel, manifest.version
+    );
     let untrusted = format!("signature from ironrack key {}", signer.key_id());
-    let sig = MinisignSignature::sign(signer, &bytes, trusted_comment, &untrusted)?;
+    let sig = MinisignSignature::sign(signer, &bytes, &trusted, &untrusted)?;
     Ok((bytes, sig))
 }
 
@@ -320,11 +327,7 @@ pub fn write_signed_manifest<P: Serialize>(
     signer: &dyn Signer,
     manifest: &SignedManifest<P>,
 ) -> Result<(), Error> {
-    let comment = format!(
-        "timestamp:{}\tfile:{MANIFEST_FILE}",
-        Timestamp::now().unix()
-    );
-    let (bytes, sig) = sign_manifest(signer, manifest, &comment)?;
+    let (bytes, sig) = sign_manifest(signer, manifest)?;
     files::replace(&dir.join(MANIFEST_FILE), &bytes, PUBLIC_MODE)?;
     files::replace(
         &dir.join(SIGNATURE_FILE),

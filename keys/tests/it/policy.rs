@@ -520,3 +520,13 @@ fn a_delegation_must_name_images_and_channels() {
         assert!(matches!(err, Error::IncompleteScope { .. }), "{err}");
     }
 }
+
+#[test]
+fn signing_is_reproducible() {
+    let world = World::new();
+    let m = manifest("gpu-node", "stable", 9, vec![]);
+    let (bytes, sig) = signed(&world.signer, &m);
+    assert_eq!(signed(&world.signer, &m), (bytes, sig.clone()));
+    let text = String::from_utf8(sig).unwrap();
+    assert!(text.contains("trusted comment: file:manifest.json\tname:gpu-node\tchannel:stable\tversion:9\n"), "{text}");
+}
