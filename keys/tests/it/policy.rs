@@ -528,5 +528,10 @@ fn signing_is_reproducible() {
     let (bytes, sig) = signed(&world.signer, &m);
     assert_eq!(signed(&world.signer, &m), (bytes, sig.clone()));
     let text = String::from_utf8(sig).unwrap();
-    assert!(text.contains("trusted comment: file:manifest.json\tname:gpu-node\tchannel:stable\tversion:9\n"), "{text}");
+    assert!(
+        text.contains(
+            "trusted comment: file:manifest.json\tname:gpu-node\tchannel:stable\tversion:9\n"
+        ),
+        "{text}"
+    );
 }
