@@ -24,6 +24,11 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
 fn classify(err: &anyhow::Error) -> u8 {
     let mut io = false;
     for cause in err.chain() {
+        if let Some(keys) = cause.downcast_ref::<ironrack_keys::Error>()
+            && keys.is_verification_failure()
+        {
+            return VERIFICATION;
+        }
         if cause.downcast_ref::<std::io::Error>().is_some() {
             io = true;
         }

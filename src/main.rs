@@ -3,6 +3,7 @@
 //! This file parses the command line, sets up logging and dispatches; every
 //! decision lives in the `keys`, `builder` and `pxe` crates.
 
+mod cmd;
 mod exit;
 
 use std::process::ExitCode;
@@ -23,7 +24,18 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// Keys, the trust file (root keys delegating to signing keys), and
+    /// verification of signed manifests.
+    #[command(subcommand)]
+    Keys(cmd::keys::KeysCommand),
+
+    /// Sign a file: writes FILE.minisig, which minisign and signify verify.
+    Sign(cmd::sign::SignArgs),
+
+    /// Verify a minisign signature (Ed or ED) and print its trusted comment.
+    VerifySig(cmd::sign::VerifySigArgs),
+}
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -46,7 +58,11 @@ fn main() -> ExitCode {
 }
 
 fn run(command: Command) -> anyhow::Result<()> {
-    match command {}
+    match command {
+        Command::Keys(command) => cmd::keys::run(command),
+        Command::Sign(args) => cmd::sign::sign(args),
+        Command::VerifySig(args) => cmd::sign::verify_sig(args),
+    }
 }
 
 fn init_tracing(verbose: u8) {
