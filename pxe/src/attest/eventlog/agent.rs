@@ -31,6 +31,8 @@
 //! agent's quote and `switch_root`, so a re-attestation later in the life
 //! of a node must expect those extra events.
 
+use sha2::{Digest as _, Sha256};
+
 use super::alg::{AlgorithmId, Digest};
 use super::data::{EventData, TaggedEvent};
 use super::{EventLog, EventLogBuilder, EventLogError, EventType};
@@ -109,13 +111,11 @@ impl AgentLog {
     /// The value PCR 15 has after these measurements, from a reset TPM.
     pub fn pcr_value(&self) -> [u8; 32] {
         self.events.iter().fold([0u8; 32], |pcr, event| {
-            let mut out = [0u8; 32];
-            let extended = Digest::zeroed(AlgorithmId::SHA256, 32);
-            let start = Digest::from_slice(AlgorithmId::SHA256, &pcr).unwrap_or(extended);
-            if let Some(next) = start.extended(&event.sha256) {
-                out.copy_from_slice(next.as_bytes());
-            }
-            out
+            Sha256::new()
+                .chain_update(pcr)
+                .chain_update(event.sha256)
+                .finalize()
+                .into()
         })
     }
 
