@@ -6,6 +6,9 @@ set -euo pipefail
 packages=(
   # keys: third-party verifiers and signers for interop tests
   minisign signify-openbsd
+  # builder tests/pe.rs: objcopy assembles a UKI from the real
+  # systemd-boot-efi stub (real .debs are fetched with apt-get download)
+  binutils
 )
 
 missing=()

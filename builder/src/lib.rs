@@ -3,3 +3,5 @@
 //! signed manifest.
 //!
 //! Nothing is implemented yet; see ARCHITECTURE.md for the planned stages.
+
+pub mod boot;

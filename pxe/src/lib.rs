@@ -2,3 +2,5 @@
 //! the node agent.
 //!
 //! Nothing is implemented yet; see ARCHITECTURE.md for the planned parts.
+
+pub mod attest;

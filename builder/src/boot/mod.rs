@@ -1,0 +1,12 @@
+//! Boot artifacts: what the firmware and the UKI stub will see and measure.
+//!
+//! - [`pe`]: PE/COFF images read with goblin: section tables and the
+//!   Authenticode digest (EDK2's algorithm) firmware extends into PCR 4.
+//! - [`measure`]: predicted PCR values (PCR 11 from a UKI's sections,
+//!   PCR 12 from the command line iPXE passes, PCR 9 from the Linux EFI
+//!   stub) and the SHA-256 extend arithmetic.
+//! - [`pe_fixture`]: minimal PE images made in code, for tests.
+
+pub mod measure;
+pub mod pe;
+pub mod pe_fixture;
