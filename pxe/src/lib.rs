@@ -1,4 +1,6 @@
 //! The PXE service (DHCP, TFTP, HTTP), inventory, the attestation server and
 //! the node agent.
 //!
-//! Nothing is implemented yet; see ARCHITECTURE.md for the planned parts.
+//! See ARCHITECTURE.md for the planned parts.
+
+pub mod attest;

@@ -1,0 +1,5 @@
+//! TPM tests against a real swtpm: every command, enrollment
+//! (MakeCredential/ActivateCredential), quotes and their verification.
+
+mod commands;
+mod swtpm;
