@@ -2,4 +2,6 @@
 //! (MakeCredential/ActivateCredential), quotes and their verification.
 
 mod commands;
+mod credential;
+mod enrollment;
 mod swtpm;

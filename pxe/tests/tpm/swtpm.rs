@@ -126,6 +126,23 @@ pub fn local_ca_pem() -> (String, String) {
     )
 }
 
+/// The CA of a second, independent manufacturing run: same names as the
+/// template's CA ("swtpm-localca-rootca", "swtpm-localca"), other keys.
+pub fn impostor_ca_pem() -> (String, String) {
+    static OTHER: OnceLock<(String, String)> = OnceLock::new();
+    OTHER
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            manufacture(dir.path());
+            let ca = dir.path().join("ca");
+            (
+                fs::read_to_string(ca.join("swtpm-localca-rootca-cert.pem")).unwrap(),
+                fs::read_to_string(ca.join("issuercert.pem")).unwrap(),
+            )
+        })
+        .clone()
+}
+
 /// A running swtpm on a private copy of the template state.
 pub struct Swtpm {
     child: Child,

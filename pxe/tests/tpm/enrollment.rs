@@ -1,0 +1,154 @@
+//! Enrollment end to end against swtpm: EK discovery, EK certificate chain
+//! to swtpm's local CA, AK creation, MakeCredential/ActivateCredential.
+
+use std::time::SystemTime;
+
+use ironrack_pxe::attest::credential::make_credential;
+use ironrack_pxe::attest::ek::{EkError, EkTrust, verify_ek_certificate};
+use ironrack_pxe::attest::quote::AkKey;
+use ironrack_pxe::attest::tpm::constants::rh;
+use ironrack_pxe::attest::tpm::endorsement::endorsement_keys;
+use ironrack_pxe::attest::tpm::{AkTemplate, EkTemplate, Public};
+
+use crate::swtpm::{Swtpm, impostor_ca_pem, local_ca_pem};
+
+fn local_ca_trust() -> EkTrust {
+    let (root, intermediate) = local_ca_pem();
+    let mut trust = EkTrust::new();
+    trust.add_roots_pem(&root).unwrap();
+    trust.add_intermediates_pem(&intermediate).unwrap();
+    trust
+}
+
+#[test]
+fn full_enrollment_with_both_ek_kinds() {
+    if !crate::swtpm::available() {
+        return;
+    }
+    let (_sw, mut tpm) = Swtpm::started();
+    let trust = local_ca_trust();
+
+    // Node side: EKs with their certificates (swtpm persisted both).
+    let eks = endorsement_keys(&mut tpm).unwrap();
+    let kinds: Vec<EkTemplate> = eks.iter().map(|e| e.template).collect();
+    assert_eq!(kinds, [EkTemplate::Rsa2048, EkTemplate::EccP384]);
+    assert!(eks.iter().all(|e| e.persistent), "persistent EKs reused");
+    let ak = tpm
+        .create_primary(rh::ENDORSEMENT, &AkTemplate::EccP256.public())
+        .unwrap();
+
+    for ek in &eks {
+        // What crosses the wire: EK public, certificate, AK public.
+        let ek_public = Public::from_bytes(&ek.key.public.to_bytes()).unwrap();
+        let cert = ek.certificate.as_deref().expect("certificate in NV");
+        let ak_public = Public::from_bytes(&ak.public.to_bytes()).unwrap();
+
+        // Server side.
+        let info = verify_ek_certificate(cert, &ek_public, &trust, SystemTime::now()).unwrap();
+        assert_eq!(
+            info.chain.len(),
+            3,
+            "leaf, swtpm-localca, root: {:?}",
+            info.chain
+        );
+        assert_eq!(info.chain[2], "CN=swtpm-localca-rootca");
+        assert_eq!(info.tpm_manufacturer.as_deref(), Some("id:00001014"));
+        assert_eq!(info.tpm_model.as_deref(), Some("swtpm"));
+        let ak_key = AkKey::new(ak_public).unwrap();
+        assert_eq!(ak_key.name(), ak.name.as_slice());
+        let secret = b"per-node join token, 32 bytes!!";
+        let cred = make_credential(&ek_public, ak_key.name(), secret).unwrap();
+
+        // Node side again.
+        let got = tpm
+            .activate_credential(
+                ak.handle,
+                ek.key.handle,
+                ek.template.auth(),
+                &cred.id_object,
+                &cred.encrypted_secret,
+            )
+            .unwrap();
+        assert_eq!(got, secret);
+    }
+    tpm.flush(ak.handle).unwrap();
+    for ek in &eks {
+        ek.release(&mut tpm).unwrap();
+    }
+}
+
+#[test]
+fn ek_certificate_from_an_unknown_ca_is_refused() {
+    if !crate::swtpm::available() {
+        return;
+    }
+    let (_sw, mut tpm) = Swtpm::started();
+    let eks = endorsement_keys(&mut tpm).unwrap();
+    let ek = &eks[0];
+    let cert = ek.certificate.as_deref().unwrap();
+    let now = SystemTime::now();
+
+    // No roots at all.
+    let err = verify_ek_certificate(cert, &ek.key.public, &EkTrust::new(), now).unwrap_err();
+    assert!(matches!(err, EkError::UnknownIssuer { .. }), "{err}");
+    assert!(err.to_string().contains("CN=swtpm-localca"), "{err}");
+
+    // The intermediate alone, without the root it chains to.
+    let (_, intermediate) = local_ca_pem();
+    let mut only_intermediate = EkTrust::new();
+    only_intermediate
+        .add_intermediates_pem(&intermediate)
+        .unwrap();
+    let err = verify_ek_certificate(cert, &ek.key.public, &only_intermediate, now).unwrap_err();
+    assert!(matches!(err, EkError::UnknownIssuer { .. }), "{err}");
+
+    // Another CA with the same names: the signature does not verify.
+    let (other_root, other_intermediate) = impostor_ca_pem();
+    assert_ne!(other_root, local_ca_pem().0);
+    let mut impostor = EkTrust::new();
+    impostor.add_roots_pem(&other_root).unwrap();
+    impostor.add_intermediates_pem(&other_intermediate).unwrap();
+    let err = verify_ek_certificate(cert, &ek.key.public, &impostor, now).unwrap_err();
+    assert!(matches!(err, EkError::BadSignature { .. }), "{err}");
+
+    // Valid chain, but checked at a time before the CA existed.
+    let past = SystemTime::UNIX_EPOCH;
+    let err = verify_ek_certificate(cert, &ek.key.public, &local_ca_trust(), past).unwrap_err();
+    assert!(matches!(err, EkError::NotYetValid { .. }), "{err}");
+}
+
+#[test]
+fn ek_certificate_for_another_key_is_refused() {
+    if !crate::swtpm::available() {
+        return;
+    }
+    let (_sw, mut tpm) = Swtpm::started();
+    let eks = endorsement_keys(&mut tpm).unwrap();
+    let trust = local_ca_trust();
+    let now = SystemTime::now();
+    // The RSA certificate presented with the ECC EK, and vice versa.
+    let (rsa, ecc) = (&eks[0], &eks[1]);
+    for (cert_of, key_of) in [(rsa, ecc), (ecc, rsa)] {
+        let err = verify_ek_certificate(
+            cert_of.certificate.as_deref().unwrap(),
+            &key_of.key.public,
+            &trust,
+            now,
+        )
+        .unwrap_err();
+        assert_eq!(err, EkError::KeyMismatch);
+    }
+    // Another RSA EK (a P-256 one derived here, uncertified) is not the
+    // certified one either.
+    let p256 = tpm
+        .create_primary(rh::ENDORSEMENT, &EkTemplate::EccP256.public())
+        .unwrap();
+    let err = verify_ek_certificate(
+        ecc.certificate.as_deref().unwrap(),
+        &p256.public,
+        &trust,
+        now,
+    )
+    .unwrap_err();
+    assert_eq!(err, EkError::KeyMismatch);
+}
