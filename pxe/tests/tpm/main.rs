@@ -3,5 +3,8 @@
 
 mod commands;
 mod credential;
+mod device;
 mod enrollment;
+mod model;
+mod quote;
 mod swtpm;
