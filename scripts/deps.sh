@@ -6,6 +6,9 @@ set -euo pipefail
 packages=(
   # keys: third-party verifiers and signers for interop tests
   minisign signify-openbsd
+  # pxe: TPM tests run a real swtpm (pxe/tests/tpm/*.rs); swtpm-tools gives
+  # swtpm_setup/swtpm_localca, which manufacture EK certificates
+  swtpm swtpm-tools
 )
 
 missing=()

@@ -103,17 +103,18 @@ pub fn make_credential(
             y,
             ..
         } => {
-            let (z, ephemeral_x, ephemeral_y) = ecdh_ephemeral(*curve_id, x, y)?;
+            let ex = ecdh_ephemeral(*curve_id, x, y)?;
+            // partyUInfo = the ephemeral x, partyVInfo = the EK's x.
             let seed = kdf::kdfe(
                 name_alg,
-                &z,
+                &ex.z,
                 "IDENTITY",
-                &ephemeral_x,
+                &ex.x,
                 x,
                 (digest_len * 8) as u32,
             )?;
             let mut point = Writer::new();
-            point.tpm2b(&ephemeral_x).tpm2b(&ephemeral_y);
+            point.tpm2b(&ex.x).tpm2b(&ex.y);
             (seed, point.finish(), *symmetric)
         }
     };
@@ -191,12 +192,17 @@ fn rsa_oaep_identity(
     .map_err(bad)
 }
 
-/// An ephemeral ECDH exchange with the EK: (Z = shared x, ephemeral x, y).
-fn ecdh_ephemeral(
-    curve_id: u16,
-    x: &[u8],
-    y: &[u8],
-) -> Result<(Vec<u8>, Vec<u8>, Vec<u8>), CredentialError> {
+/// The result of an ephemeral ECDH exchange with the EK.
+struct Exchange {
+    /// Z: the x coordinate of the shared point.
+    z: Vec<u8>,
+    /// The ephemeral public point, sent to the TPM.
+    x: Vec<u8>,
+    y: Vec<u8>,
+}
+
+/// An ephemeral ECDH exchange with the EK.
+fn ecdh_ephemeral(curve_id: u16, x: &[u8], y: &[u8]) -> Result<Exchange, CredentialError> {
     macro_rules! exchange {
         ($c:ident, $size:expr) => {{
             use $c::elliptic_curve::sec1::ToSec1Point;
@@ -217,11 +223,11 @@ fn ecdh_ephemeral(
             };
             let ephemeral = $c::PublicKey::from_secret_scalar(&secret).to_sec1_point(false);
             let shared = $c::ecdh::diffie_hellman(secret, ek.as_affine());
-            (
-                shared.raw_secret_bytes().to_vec(),
-                ephemeral.x().expect("uncompressed point").to_vec(),
-                ephemeral.y().expect("uncompressed point").to_vec(),
-            )
+            Exchange {
+                z: shared.raw_secret_bytes().to_vec(),
+                x: ephemeral.x().expect("uncompressed point").to_vec(),
+                y: ephemeral.y().expect("uncompressed point").to_vec(),
+            }
         }};
     }
     Ok(match curve_id {

@@ -396,6 +396,94 @@ mod tests {
         ));
     }
 
+    /// A correctly signed structure that is not a TPM quote: only a
+    /// non-restricted key could sign it, so the checks after the
+    /// signature are tested with a key the test holds.
+    fn signed(attest: &Attest) -> (AkKey, Vec<u8>, Signature) {
+        use p256::ecdsa::signature::Signer;
+        use p256::elliptic_curve::sec1::ToSec1Point;
+        let key = p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap();
+        let point = p256::PublicKey::from(key.verifying_key()).to_sec1_point(false);
+        let mut public = crate::attest::tpm::template::AkTemplate::EccP256.public();
+        if let KeyParams::Ecc { x, y, .. } = &mut public.params {
+            *x = point.x().unwrap().to_vec();
+            *y = point.y().unwrap().to_vec();
+        }
+        let bytes = attest.to_bytes();
+        let sig: p256::ecdsa::Signature = key.sign(&bytes);
+        let (r, s) = sig.split_bytes();
+        let sig = Signature::Ecdsa {
+            hash: alg::SHA256,
+            r: r.to_vec(),
+            s: s.to_vec(),
+        };
+        (AkKey::new(public).unwrap(), bytes, sig)
+    }
+
+    #[test]
+    fn structure_checks_after_the_signature() {
+        let selection = PcrSelection::sha256_boot();
+        let mut pcrs = PcrValues::new();
+        for i in 0..16 {
+            pcrs.insert(alg::SHA256, i, vec![0; 32]);
+        }
+        let digest = pcrs.quote_digest(&selection, alg::SHA256).unwrap().unwrap();
+        let good = Attest {
+            magic: crate::attest::tpm::constants::TPM_GENERATED_VALUE,
+            qualified_signer: vec![],
+            extra_data: b"n".to_vec(),
+            clock_info: ClockInfo::default(),
+            firmware_version: 0,
+            attested: Attested::Quote {
+                selection: selection.clone(),
+                pcr_digest: digest,
+            },
+        };
+        let expected = Expected {
+            nonce: b"n",
+            selection: &selection,
+            pcrs: &pcrs,
+            previous: None,
+        };
+        let (ak, bytes, sig) = signed(&good);
+        assert!(verify_quote(&ak, &bytes, &sig, &expected).is_ok());
+
+        let forged = Attest {
+            magic: 0x1234_5678,
+            ..good.clone()
+        };
+        let (ak, bytes, sig) = signed(&forged);
+        assert_eq!(
+            verify_quote(&ak, &bytes, &sig, &expected),
+            Err(QuoteError::NotTpmGenerated { magic: 0x1234_5678 })
+        );
+
+        let certify = Attest {
+            attested: Attested::Other { tag: 0x8017 },
+            ..good.clone()
+        };
+        let (ak, bytes, sig) = signed(&certify);
+        assert_eq!(
+            verify_quote(&ak, &bytes, &sig, &expected),
+            Err(QuoteError::NotAQuote { tag: 0x8017 })
+        );
+
+        let (ak, mut bytes, _) = signed(&good);
+        bytes.push(0);
+        let key = p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap();
+        let s: p256::ecdsa::Signature = p256::ecdsa::signature::Signer::sign(&key, &bytes);
+        let (r, s) = s.split_bytes();
+        let sig = Signature::Ecdsa {
+            hash: alg::SHA256,
+            r: r.to_vec(),
+            s: s.to_vec(),
+        };
+        assert!(matches!(
+            verify_quote(&ak, &bytes, &sig, &expected),
+            Err(QuoteError::Malformed(WireError::Trailing { .. }))
+        ));
+    }
+
     #[test]
     fn ak_must_be_restricted_signing() {
         let mut p = crate::attest::tpm::template::AkTemplate::EccP256.public();

@@ -317,7 +317,8 @@ mod tests {
         let s = PcrSelection::sha256_boot();
         assert_eq!(s.banks[0].bitmap, [0xff, 0xff, 0x00]);
         assert_eq!(s.pairs().len(), 16);
-        let mut r = Reader::new(&s.to_bytes()[..]).clone();
+        let bytes = s.to_bytes();
+        let mut r = Reader::new(&bytes);
         let back = PcrSelection::read(&mut r).unwrap();
         assert_eq!(back, s);
     }
