@@ -1,6 +1,9 @@
 //! Property tests of the TPM parsers: arbitrary bytes never panic, and
 //! structures the code writes parse back to themselves.
 
+use std::time::SystemTime;
+
+use ironrack_pxe::attest::ek::{EkTrust, verify_ek_certificate};
 use ironrack_pxe::attest::quote::{AkKey, Expected, verify_quote};
 use ironrack_pxe::attest::tpm::attest::{Attest, Attested, BankSelection, ClockInfo, Signature};
 use ironrack_pxe::attest::tpm::command::parse_response;
@@ -152,6 +155,13 @@ proptest! {
         let _ = r.count("x", 16, 3);
         let mut r = Reader::new(&raw);
         let _ = r.tpm2b("y");
+    }
+
+    #[test]
+    fn ek_certificate_check_never_panics(raw in bytes(600)) {
+        let ek = EkTemplate::Rsa2048.public();
+        let trust = EkTrust::new();
+        prop_assert!(verify_ek_certificate(&raw, &ek, &trust, SystemTime::now()).is_err());
     }
 
     /// The verifier on arbitrary attest bytes and signatures: errors, no panic.

@@ -1,5 +1,23 @@
 //! Attestation: the TPM client the agent uses, and the server's checks of
-//! what a node sends (EK certificate, credential binding, quotes).
+//! what a node sends.
+//!
+//! Enrollment (once per node):
+//! 1. agent: [`tpm::endorsement::endorsement_keys`] (EK public + EK
+//!    certificate from NV), [`tpm::Tpm::create_ak`] (AK public);
+//! 2. server: [`ek::verify_ek_certificate`] against the operator's
+//!    [`ek::EkTrust`] (no certificate or unknown CA: node pending),
+//!    [`quote::AkKey::new`] (the AK must be a restricted signing key),
+//!    [`credential::make_credential`] to the EK for the AK's Name;
+//! 3. agent: [`tpm::Tpm::activate_credential`] returns the secret, proving
+//!    the AK lives in the TPM that owns the EK.
+//!
+//! Every boot: server nonce → agent [`tpm::Tpm::quote`] over
+//! [`tpm::PcrSelection::sha256_boot`] plus [`tpm::Tpm::pcr_read`] →
+//! server [`quote::verify_quote`] (then the event-log replay).
+//!
+//! On the wire, structures travel in TPM encoding: `Public::to_bytes`,
+//! `Signature::to_bytes`, the quote's attest bytes as the TPM produced
+//! them (the signature covers those exact bytes).
 
 pub mod credential;
 pub mod ek;

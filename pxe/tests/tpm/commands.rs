@@ -3,7 +3,9 @@
 use ironrack_pxe::attest::tpm::constants::{alg, cap, rh};
 use ironrack_pxe::attest::tpm::pcr::extend;
 use ironrack_pxe::attest::tpm::public::KeyParams;
-use ironrack_pxe::attest::tpm::{AkTemplate, EkTemplate, PcrSelection, ResponseCode, Tpm};
+use ironrack_pxe::attest::tpm::{
+    AkTemplate, EkTemplate, PcrSelection, ResponseCode, Tpm, Transport,
+};
 use sha2::{Digest, Sha256};
 
 use crate::swtpm::Swtpm;
@@ -82,12 +84,36 @@ fn get_capability_algorithms_banks_handles_properties() {
     assert_eq!(&manufacturer.to_be_bytes(), b"IBM\0");
 }
 
+/// Counts exchanges, to see PCR_Read split into several calls.
+struct Counting<T> {
+    inner: T,
+    calls: std::rc::Rc<std::cell::Cell<usize>>,
+}
+
+impl<T: Transport> Transport for Counting<T> {
+    fn transmit(&mut self, command: &[u8]) -> std::io::Result<Vec<u8>> {
+        self.calls.set(self.calls.get() + 1);
+        self.inner.transmit(command)
+    }
+
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
+
 #[test]
 fn pcr_read_beyond_eight_digests() {
     if !crate::swtpm::available() {
         return;
     }
-    let (_sw, mut tpm) = Swtpm::started();
+    let sw = Swtpm::start();
+    let calls = std::rc::Rc::new(std::cell::Cell::new(0));
+    let mut tpm = Tpm::new(Counting {
+        inner: sw.socket(),
+        calls: calls.clone(),
+    });
+    tpm.startup().unwrap();
+    calls.set(0);
     // 24 SHA-256 + 24 SHA-1 PCRs: six calls' worth at 8 per call.
     let mut selection = PcrSelection::new(alg::SHA256, 0..24);
     selection
@@ -95,6 +121,7 @@ fn pcr_read_beyond_eight_digests() {
         .extend(PcrSelection::new(alg::SHA1, 0..24).banks);
     let values = tpm.pcr_read(&selection).unwrap();
     assert_eq!(values.len(), 48);
+    assert_eq!(calls.get(), 6, "8 digests per PCR_Read");
     // After Startup(CLEAR) without firmware, PCRs 0-16 and 23 are zero,
     // 17-22 (locality-reset PCRs) are all ones.
     assert_eq!(values.get(alg::SHA256, 0).unwrap(), [0u8; 32]);

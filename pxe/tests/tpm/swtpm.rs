@@ -184,11 +184,16 @@ impl Swtpm {
 
     /// A new client connection.
     pub fn connect(&self) -> Tpm<SwtpmSocket> {
+        Tpm::new(self.socket())
+    }
+
+    /// A new connection to the data socket.
+    pub fn socket(&self) -> SwtpmSocket {
         let path = self.dir.path().join("tpm.sock");
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             match SwtpmSocket::connect(&path) {
-                Ok(s) => return Tpm::new(s),
+                Ok(s) => return s,
                 Err(e) if Instant::now() < deadline => {
                     let _ = e;
                     std::thread::sleep(Duration::from_millis(10));

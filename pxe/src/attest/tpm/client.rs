@@ -7,7 +7,7 @@ use super::constants::{SU_CLEAR, alg, cap, cc, nv, rh, st};
 use super::pcr::PcrValues;
 use super::public::Public;
 use super::rc::ResponseCode;
-use super::template::EkAuth;
+use super::template::{AkTemplate, EkAuth};
 use super::transport::Transport;
 use super::wire::{Reader, WireError, Writer};
 
@@ -416,6 +416,12 @@ impl<T: Transport> Tpm<T> {
                 Err(e)
             }
         }
+    }
+
+    /// Creates ironrack's AK: a primary restricted signing key in the
+    /// endorsement hierarchy, the same key on every boot of this TPM.
+    pub fn create_ak(&mut self, template: AkTemplate) -> Result<LoadedKey, TpmError> {
+        self.create_primary(rh::ENDORSEMENT, &template.public())
     }
 
     /// TPM2_StartAuthSession: an unbound, unsalted SHA-256 policy session.

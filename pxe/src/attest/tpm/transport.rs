@@ -18,6 +18,16 @@ pub trait Transport {
     fn describe(&self) -> String;
 }
 
+impl<T: Transport + ?Sized> Transport for Box<T> {
+    fn transmit(&mut self, command: &[u8]) -> io::Result<Vec<u8>> {
+        (**self).transmit(command)
+    }
+
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+}
+
 /// The size field of a response header, checked to be plausible.
 fn response_size(header: &[u8]) -> io::Result<usize> {
     let size = u32::from_be_bytes([header[2], header[3], header[4], header[5]]) as usize;
@@ -52,6 +62,13 @@ impl Device {
             file,
             path: path.to_path_buf(),
         })
+    }
+
+    /// Opens /dev/tpmrm0, or /dev/tpm0 when the kernel has no resource
+    /// manager device. The error is the one for /dev/tpmrm0.
+    pub fn open_default() -> io::Result<Self> {
+        Self::open(Path::new(Self::RESOURCE_MANAGED))
+            .or_else(|e| Self::open(Path::new(Self::RAW)).map_err(|_| e))
     }
 
     /// Wraps an already open file with device semantics (one write, one
