@@ -4,7 +4,8 @@ use ironrack_pxe::attest::tpm::constants::{alg, cap, rh};
 use ironrack_pxe::attest::tpm::pcr::extend;
 use ironrack_pxe::attest::tpm::public::KeyParams;
 use ironrack_pxe::attest::tpm::{
-    AkTemplate, EkTemplate, PcrSelection, ResponseCode, Tpm, Transport,
+    AK_PERSISTENT_HANDLE, AkTemplate, EkTemplate, PcrSelection, ResponseCode, Tpm, TpmError,
+    Transport,
 };
 use sha2::{Digest, Sha256};
 
@@ -274,4 +275,55 @@ fn nv_read_public_and_chunked_read_of_ek_certificates() {
     }
     let err = tpm.nv_read_public(0x01c0_000a).unwrap_err();
     assert_eq!(err.response_code().unwrap().name(), "TPM_RC_HANDLE");
+}
+
+/// The AK is created and persisted once; after a power cycle it is read
+/// back from its persistent handle, the same key.
+#[test]
+fn ak_is_persisted_once_and_reused_after_a_power_cycle() {
+    if !crate::swtpm::available() {
+        return;
+    }
+    let mut sw = Swtpm::start();
+    let mut tpm = sw.connect();
+    tpm.startup().unwrap();
+    assert!(tpm.read_public(AK_PERSISTENT_HANDLE).is_err(), "no AK yet");
+    let first = tpm
+        .load_or_create_ak(AkTemplate::Rsa2048, AK_PERSISTENT_HANDLE)
+        .unwrap();
+    assert!(first.persistent);
+    assert_eq!(first.key.handle, AK_PERSISTENT_HANDLE);
+    assert!(
+        tpm.handles(rh::PERSISTENT_FIRST)
+            .unwrap()
+            .contains(&AK_PERSISTENT_HANDLE)
+    );
+    drop(tpm);
+
+    sw.restart();
+    let mut tpm = sw.connect();
+    assert!(tpm.startup().unwrap());
+    let again = tpm
+        .load_or_create_ak(AkTemplate::Rsa2048, AK_PERSISTENT_HANDLE)
+        .unwrap();
+    assert!(again.persistent);
+    assert_eq!(again.key.name, first.key.name);
+    // It quotes like a freshly created one.
+    let quote = tpm
+        .quote(again.key.handle, b"n", &PcrSelection::sha256_boot())
+        .unwrap();
+    assert!(!quote.attest.is_empty());
+    again.release(&mut tpm).unwrap();
+    assert!(
+        tpm.read_public(AK_PERSISTENT_HANDLE).is_ok(),
+        "release keeps a persistent AK"
+    );
+
+    // Asking for the other kind at the same handle does not evict the AK.
+    let err = tpm
+        .load_or_create_ak(AkTemplate::EccP256, AK_PERSISTENT_HANDLE)
+        .unwrap_err();
+    assert!(matches!(err, TpmError::HandleTaken { .. }), "{err}");
+    let (still, _) = tpm.read_public(AK_PERSISTENT_HANDLE).unwrap();
+    assert!(AkTemplate::Rsa2048.matches(&still));
 }

@@ -8,7 +8,7 @@ use ironrack_pxe::attest::ek::{EkError, EkTrust, verify_ek_certificate};
 use ironrack_pxe::attest::quote::AkKey;
 use ironrack_pxe::attest::tpm::constants::rh;
 use ironrack_pxe::attest::tpm::endorsement::endorsement_keys;
-use ironrack_pxe::attest::tpm::{AkTemplate, EkTemplate, Public};
+use ironrack_pxe::attest::tpm::{AK_PERSISTENT_HANDLE, AkTemplate, EkTemplate, Public};
 
 use crate::swtpm::{Swtpm, impostor_ca_pem, local_ca_pem};
 
@@ -33,9 +33,11 @@ fn full_enrollment_with_both_ek_kinds() {
     let kinds: Vec<EkTemplate> = eks.iter().map(|e| e.template).collect();
     assert_eq!(kinds, [EkTemplate::Rsa2048, EkTemplate::EccP384]);
     assert!(eks.iter().all(|e| e.persistent), "persistent EKs reused");
+    // The agent's path: the default AK, persisted at ironrack's handle.
     let ak = tpm
-        .create_primary(rh::ENDORSEMENT, &AkTemplate::EccP256.public())
-        .unwrap();
+        .load_or_create_ak(AkTemplate::default(), AK_PERSISTENT_HANDLE)
+        .unwrap()
+        .key;
 
     for ek in &eks {
         // What crosses the wire: EK public, certificate, AK public.
@@ -71,7 +73,6 @@ fn full_enrollment_with_both_ek_kinds() {
             .unwrap();
         assert_eq!(got, secret);
     }
-    tpm.flush(ak.handle).unwrap();
     for ek in &eks {
         ek.release(&mut tpm).unwrap();
     }

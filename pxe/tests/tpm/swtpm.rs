@@ -143,6 +143,30 @@ pub fn impostor_ca_pem() -> (String, String) {
         .clone()
 }
 
+/// Runs `swtpm socket` on `dir/state`, sockets in `dir`, and waits for
+/// its data socket.
+fn spawn(dir: &Path) -> Child {
+    let server = dir.join("tpm.sock");
+    let ctrl = dir.join("ctrl.sock");
+    let child = Command::new("swtpm")
+        .args(["socket", "--tpm2", "--tpmstate"])
+        .arg(format!("dir={}", dir.join("state").display()))
+        .arg("--server")
+        .arg(format!("type=unixio,path={}", server.display()))
+        .arg("--ctrl")
+        .arg(format!("type=unixio,path={}", ctrl.display()))
+        .args(["--flags", "not-need-init"])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start swtpm");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.exists() {
+        assert!(Instant::now() < deadline, "swtpm did not create its socket");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child
+}
+
 /// A running swtpm on a private copy of the template state.
 pub struct Swtpm {
     child: Child,
@@ -161,25 +185,19 @@ impl Swtpm {
             state.join("tpm2-00.permall"),
         )
         .unwrap();
-        let server = dir.path().join("tpm.sock");
-        let ctrl = dir.path().join("ctrl.sock");
-        let child = Command::new("swtpm")
-            .args(["socket", "--tpm2", "--tpmstate"])
-            .arg(format!("dir={}", state.display()))
-            .arg("--server")
-            .arg(format!("type=unixio,path={}", server.display()))
-            .arg("--ctrl")
-            .arg(format!("type=unixio,path={}", ctrl.display()))
-            .args(["--flags", "not-need-init"])
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start swtpm");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !server.exists() {
-            assert!(Instant::now() < deadline, "swtpm did not create its socket");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let child = spawn(dir.path());
         Swtpm { child, dir }
+    }
+
+    /// A power cycle: swtpm killed and started again on the same state
+    /// (persistent objects and NV survive, PCRs and transient objects not).
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for sock in ["tpm.sock", "ctrl.sock"] {
+            let _ = fs::remove_file(self.dir.path().join(sock));
+        }
+        self.child = spawn(self.dir.path());
     }
 
     /// A new client connection.

@@ -31,6 +31,26 @@ pub struct LoadedKey {
     pub name: Vec<u8>,
 }
 
+/// An AK ready to quote.
+#[derive(Debug, Clone)]
+pub struct AttestationKey {
+    /// Handle, public area and Name.
+    pub key: LoadedKey,
+    /// Whether `key.handle` is persistent (never flush it).
+    pub persistent: bool,
+}
+
+impl AttestationKey {
+    /// Releases the handle if it is transient.
+    pub fn release<T: Transport>(&self, tpm: &mut Tpm<T>) -> Result<(), TpmError> {
+        if self.persistent {
+            Ok(())
+        } else {
+            tpm.flush(self.key.handle)
+        }
+    }
+}
+
 /// TPMS_NV_PUBLIC.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NvPublic {
@@ -422,6 +442,67 @@ impl<T: Transport> Tpm<T> {
     /// endorsement hierarchy, the same key on every boot of this TPM.
     pub fn create_ak(&mut self, template: AkTemplate) -> Result<LoadedKey, TpmError> {
         self.create_primary(rh::ENDORSEMENT, &template.public())
+    }
+
+    /// TPM2_EvictControl: makes the transient `object` persistent at
+    /// `persistent`, authorized by the owner (empty authValue).
+    pub fn evict_control(&mut self, object: u32, persistent: u32) -> Result<(), TpmError> {
+        self.run(
+            cc::EVICT_CONTROL,
+            &[rh::OWNER, object],
+            &[Auth::empty()],
+            &persistent.to_be_bytes(),
+            0,
+        )?;
+        Ok(())
+    }
+
+    /// The AK at `handle` if one made from `template` is there; otherwise
+    /// creates it and tries to persist it at `handle` (falling back to the
+    /// transient key when the owner hierarchy refuses). Another kind of
+    /// object at `handle` is never evicted: that is an error.
+    pub fn load_or_create_ak(
+        &mut self,
+        template: AkTemplate,
+        handle: u32,
+    ) -> Result<AttestationKey, TpmError> {
+        match self.read_public(handle) {
+            Ok((public, name)) if template.matches(&public) => {
+                return Ok(AttestationKey {
+                    key: LoadedKey {
+                        handle,
+                        public,
+                        name,
+                    },
+                    persistent: true,
+                });
+            }
+            Ok(_) => {
+                return Err(TpmError::HandleTaken {
+                    device: self.transport.describe(),
+                    handle,
+                });
+            }
+            Err(e) if e.response_code().is_some() => {}
+            Err(e) => return Err(e),
+        }
+        let key = self.create_ak(template)?;
+        match self.evict_control(key.handle, handle) {
+            Ok(()) => {
+                self.flush(key.handle)?;
+                Ok(AttestationKey {
+                    key: LoadedKey { handle, ..key },
+                    persistent: true,
+                })
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, handle, "cannot persist the AK; using a transient one");
+                Ok(AttestationKey {
+                    key,
+                    persistent: false,
+                })
+            }
+        }
     }
 
     /// TPM2_StartAuthSession: an unbound, unsalted SHA-256 policy session.

@@ -97,6 +97,8 @@ pub mod st {
 
 /// TPM_CC command codes.
 pub mod cc {
+    /// TPM2_EvictControl.
+    pub const EVICT_CONTROL: u32 = 0x0000_0120;
     /// TPM2_NV_Read.
     pub const NV_READ: u32 = 0x0000_014e;
     /// TPM2_CreatePrimary.
@@ -127,6 +129,7 @@ pub mod cc {
     /// A readable name for a command code.
     pub fn name(code: u32) -> &'static str {
         match code {
+            EVICT_CONTROL => "EvictControl",
             NV_READ => "NV_Read",
             CREATE_PRIMARY => "CreatePrimary",
             STARTUP => "Startup",

@@ -22,11 +22,11 @@ pub mod wire;
 use std::io;
 
 pub use attest::{Attest, Attested, ClockInfo, PcrSelection, Signature};
-pub use client::{LoadedKey, NvPublic, Quote, Tpm};
+pub use client::{AttestationKey, LoadedKey, NvPublic, Quote, Tpm};
 pub use pcr::PcrValues;
 pub use public::Public;
 pub use rc::ResponseCode;
-pub use template::{AkTemplate, EkAuth, EkTemplate};
+pub use template::{AK_PERSISTENT_HANDLE, AkTemplate, EkAuth, EkTemplate};
 pub use transport::{Device, SwtpmSocket, Transport};
 pub use wire::WireError;
 
@@ -94,6 +94,14 @@ pub enum TpmError {
         index: u32,
         /// Its TPMA_NV.
         attributes: u32,
+    },
+    /// A persistent handle holds another object than the one expected.
+    #[error("TPM {device}: persistent handle {handle:#010x} holds another key")]
+    HandleTaken {
+        /// The device or socket.
+        device: String,
+        /// The handle.
+        handle: u32,
     },
     /// The operating system's random source failed.
     #[error("random number generator failed: {reason}")]

@@ -211,20 +211,45 @@ const AK_UNIQUE: &[u8] = b"ironrack attestation key v1";
 
 /// The attestation key kinds.
 ///
-/// ECC P-256 is the default: creating it takes milliseconds even on
-/// discrete TPMs (RSA key generation can take seconds on every boot, since
-/// the AK is re-derived each time), every PC Client TPM supports it, and
-/// server-side ECDSA verification is well within the attestation budget.
+/// RSA-2048 is the default because the server verifies it about four
+/// times faster than ECDSA P-256 with the pure-Rust crates (see the
+/// `attest` benchmark), which is what a boot storm is bound by. Its one
+/// drawback, RSA key generation taking seconds on discrete TPMs, is paid
+/// once: [`super::Tpm::load_or_create_ak`] keeps the AK at a persistent
+/// handle, so later boots only read it back. ECDSA P-256 remains
+/// available for TPMs or sites that prefer it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum AkTemplate {
-    /// ECDSA P-256 with SHA-256.
-    #[default]
-    EccP256,
     /// RSASSA-PKCS1-v1_5 2048 with SHA-256.
+    #[default]
     Rsa2048,
+    /// ECDSA P-256 with SHA-256.
+    EccP256,
 }
 
+/// Where ironrack keeps its AK: in the endorsement-hierarchy persistent
+/// range, above the handles the TCG reserves for EKs (0x81010000-0x810100FF)
+/// and outside the range the EK discovery scans.
+pub const AK_PERSISTENT_HANDLE: u32 = 0x8101_8000;
+
 impl AkTemplate {
+    /// Whether `public` (as the TPM reports it) was made from this
+    /// template: everything but the `unique` field (the key) matches.
+    pub fn matches(self, public: &Public) -> bool {
+        let mut t = self.public();
+        let mut p = public.clone();
+        for k in [&mut t, &mut p] {
+            match &mut k.params {
+                KeyParams::Rsa { modulus, .. } => modulus.clear(),
+                KeyParams::Ecc { x, y, .. } => {
+                    x.clear();
+                    y.clear();
+                }
+            }
+        }
+        t == p
+    }
+
     /// The template for CreatePrimary in the endorsement hierarchy.
     pub fn public(self) -> Public {
         match self {
