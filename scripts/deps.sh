@@ -9,6 +9,8 @@ packages=(
   # pxe: TPM tests run a real swtpm (pxe/tests/tpm/*.rs); swtpm-tools gives
   # swtpm_setup/swtpm_localca, which manufacture EK certificates
   swtpm swtpm-tools
+  # pxe: GnuTLS certtool re-issues EK certificates in the EK checks tests
+  gnutls-bin
 )
 
 missing=()

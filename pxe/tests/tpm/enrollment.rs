@@ -153,3 +153,94 @@ fn ek_certificate_for_another_key_is_refused() {
     .unwrap_err();
     assert_eq!(err, EkError::KeyMismatch);
 }
+
+/// Re-issues the TPM's EK certificate with GnuTLS certtool from the
+/// template's local CA, with `extra` template lines.
+fn reissue(ek_cert_der: &[u8], extra: &str) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = crate::swtpm::template().join("ca");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("certtool")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .expect("run certtool (gnutls-bin)");
+        assert!(
+            out.status.success(),
+            "certtool {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(dir.path().join("ek.der"), ek_cert_der).unwrap();
+    run(&[
+        "--certificate-info",
+        "--inder",
+        "--infile",
+        "ek.der",
+        "--outfile",
+        "ek.pem",
+    ]);
+    run(&[
+        "--pubkey-info",
+        "--load-certificate",
+        "ek.pem",
+        "--outfile",
+        "ek.pub",
+    ]);
+    std::fs::write(
+        dir.path().join("template"),
+        format!("cn = \"reissued EK\"\nserial = 77\nexpiration_days = 30\nencryption_key\n{extra}"),
+    )
+    .unwrap();
+    let issuer = ca.join("issuercert.pem");
+    let signkey = ca.join("signkey.pem");
+    run(&[
+        "--generate-certificate",
+        "--load-pubkey",
+        "ek.pub",
+        "--load-ca-certificate",
+        issuer.to_str().unwrap(),
+        "--load-ca-privkey",
+        signkey.to_str().unwrap(),
+        "--template",
+        "template",
+        "--outder",
+        "--outfile",
+        "new.der",
+    ]);
+    std::fs::read(dir.path().join("new.der")).unwrap()
+}
+
+#[test]
+fn unknown_critical_extension_is_refused() {
+    if !crate::swtpm::available() {
+        return;
+    }
+    let (_sw, mut tpm) = Swtpm::started();
+    let eks = endorsement_keys(&mut tpm).unwrap();
+    let ek = &eks[0];
+    let trust = local_ca_trust();
+    let now = SystemTime::now();
+    // Control: the re-issued certificate is accepted as it is.
+    let plain = reissue(ek.certificate.as_deref().unwrap(), "");
+    verify_ek_certificate(&plain, &ek.key.public, &trust, now).unwrap();
+    // With a private critical extension it is not.
+    let critical = reissue(
+        ek.certificate.as_deref().unwrap(),
+        "add_critical_extension = \"1.3.6.1.4.1.99999.1 0x0500\"\n",
+    );
+    let err = verify_ek_certificate(&critical, &ek.key.public, &trust, now).unwrap_err();
+    assert_eq!(
+        err,
+        EkError::UnknownCriticalExtension {
+            subject: "CN=reissued EK".into(),
+            oid: "1.3.6.1.4.1.99999.1".into()
+        }
+    );
+    // The same extension, not critical, is fine.
+    let noncritical = reissue(
+        ek.certificate.as_deref().unwrap(),
+        "add_extension = \"1.3.6.1.4.1.99999.1 0x0500\"\n",
+    );
+    verify_ek_certificate(&noncritical, &ek.key.public, &trust, now).unwrap();
+}
