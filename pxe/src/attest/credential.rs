@@ -136,9 +136,9 @@ pub fn make_credential(
     })
 }
 
-/// The symmetric half shared with [`crate::attest::tpm::model`]: from a
+/// The symmetric half of MakeCredential: from a
 /// seed, encrypt and integrity-protect `secret` for `name`.
-pub(crate) fn protect(
+fn protect(
     name_alg: u16,
     seed: &[u8],
     sym_bits: u32,

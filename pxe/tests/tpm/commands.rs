@@ -327,3 +327,50 @@ fn ak_is_persisted_once_and_reused_after_a_power_cycle() {
     let (still, _) = tpm.read_public(AK_PERSISTENT_HANDLE).unwrap();
     assert!(AkTemplate::Rsa2048.matches(&still));
 }
+
+/// Oversized input from the network is refused before it reaches the TPM
+/// (and never overflows a TPM2B size field).
+#[test]
+fn oversized_arguments_are_refused() {
+    if !crate::swtpm::available() {
+        return;
+    }
+    let (_sw, mut tpm) = Swtpm::started();
+    let ak = tpm.create_ak(AkTemplate::EccP256).unwrap();
+    let err = tpm
+        .quote(ak.handle, &[0u8; 70_000], &PcrSelection::sha256_boot())
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TpmError::ArgumentTooLarge {
+                what: "quote nonce",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = tpm
+        .activate_credential(
+            ak.handle,
+            ak.handle,
+            EkTemplate::Rsa2048.auth(),
+            &[0; 70_000],
+            &[],
+        )
+        .unwrap_err();
+    assert!(matches!(err, TpmError::ArgumentTooLarge { .. }), "{err}");
+    // At the boundary: a 64-byte nonce is quoted, 65 bytes refused.
+    let quote = tpm
+        .quote(ak.handle, &[7u8; 64], &PcrSelection::sha256_boot())
+        .unwrap();
+    assert!(quote.attest.windows(64).any(|w| w == [7u8; 64]));
+    let err = tpm
+        .quote(ak.handle, &[7u8; 65], &PcrSelection::sha256_boot())
+        .unwrap_err();
+    assert!(
+        matches!(err, TpmError::ArgumentTooLarge { len: 65, .. }),
+        "{err}"
+    );
+    tpm.flush(ak.handle).unwrap();
+}

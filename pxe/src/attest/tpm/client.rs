@@ -75,6 +75,15 @@ pub struct Quote {
     pub signature: Signature,
 }
 
+/// Refuses an argument larger than its TPM2B may be, so that input from
+/// the network (nonces, credential blobs) can never overflow a TPM2B size.
+fn check_len(what: &'static str, len: usize, max: usize) -> Result<(), TpmError> {
+    if len > max {
+        return Err(TpmError::ArgumentTooLarge { what, len, max });
+    }
+    Ok(())
+}
+
 impl<T: Transport> Tpm<T> {
     /// A TPM client over `transport`.
     pub fn new(transport: T) -> Self {
@@ -283,6 +292,10 @@ impl<T: Transport> Tpm<T> {
 
     /// TPM2_PCR_Extend of one PCR with one digest per bank.
     pub fn pcr_extend(&mut self, pcr: u32, digests: &[(u16, &[u8])]) -> Result<(), TpmError> {
+        check_len("PCR banks", digests.len(), 16)?;
+        for (_, d) in digests {
+            check_len("PCR_Extend digest", d.len(), 64)?;
+        }
         let mut w = Writer::new();
         w.u32(digests.len() as u32);
         for (bank, d) in digests {
@@ -566,6 +579,10 @@ impl<T: Transport> Tpm<T> {
         id_object: &[u8],
         encrypted_secret: &[u8],
     ) -> Result<Vec<u8>, TpmError> {
+        // TPM2B_ID_OBJECT: integrity HMAC and encrypted TPM2B_DIGEST;
+        // TPM2B_ENCRYPTED_SECRET: at most an RSA-4096 ciphertext.
+        check_len("credential blob", id_object.len(), 2 * (2 + 64))?;
+        check_len("encrypted secret", encrypted_secret.len(), 512)?;
         let ek_session = match ek_auth {
             EkAuth::Password => Auth::empty(),
             EkAuth::PolicySecretEndorsement => {
@@ -608,6 +625,7 @@ impl<T: Transport> Tpm<T> {
         nonce: &[u8],
         selection: &PcrSelection,
     ) -> Result<Quote, TpmError> {
+        check_len("quote nonce", nonce.len(), 64)?;
         let mut w = Writer::new();
         w.tpm2b(nonce).u16(alg::NULL);
         selection.write(&mut w);

@@ -95,6 +95,17 @@ pub enum TpmError {
         /// Its TPMA_NV.
         attributes: u32,
     },
+    /// An argument (from the server, typically) exceeds what the TPM
+    /// structure can carry.
+    #[error("{what} of {len} bytes exceeds the TPM limit of {max}")]
+    ArgumentTooLarge {
+        /// The argument.
+        what: &'static str,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// A persistent handle holds another object than the one expected.
     #[error("TPM {device}: persistent handle {handle:#010x} holds another key")]
     HandleTaken {
