@@ -94,6 +94,10 @@ fn model_activates_server_credentials_for_its_ak_only() {
     ));
     assert!(node.extend(30, &[0; 32]).is_err());
     assert!(matches!(
+        node.quote(&[0; 65], &PcrSelection::sha256_boot()),
+        Err(ModelError::NonceTooLong { len: 65 })
+    ));
+    assert!(matches!(
         node.activate_credential(node.ak_name(), &[0xff], &[0, 1]),
         Err(ModelError::Malformed(_))
     ));

@@ -47,6 +47,12 @@ pub enum ModelError {
     /// The ephemeral point is not on the EK's curve.
     #[error("credential secret is not a valid P-256 point")]
     BadPoint,
+    /// A nonce longer than TPM2B_DATA allows (64 bytes here).
+    #[error("nonce of {len} bytes is too long")]
+    NonceTooLong {
+        /// Its length.
+        len: usize,
+    },
     /// An unknown PCR or a digest of the wrong size.
     #[error("cannot extend PCR {pcr}")]
     BadPcr {
@@ -197,6 +203,9 @@ impl SimulatedTpm {
     /// A quote over `selection` (SHA-256 bank) with `nonce`, structured and
     /// signed exactly as a TPM does it.
     pub fn quote(&self, nonce: &[u8], selection: &PcrSelection) -> Result<Quote, ModelError> {
+        if nonce.len() > 64 {
+            return Err(ModelError::NonceTooLong { len: nonce.len() });
+        }
         let pcr_digest = self
             .pcrs
             .quote_digest(selection, alg::SHA256)
