@@ -9,6 +9,11 @@ packages=(
   # builder tests/pe.rs: objcopy assembles a UKI from the real
   # systemd-boot-efi stub (real .debs are fetched with apt-get download)
   binutils
+  # pxe: TPM tests run a real swtpm (pxe/tests/tpm/*.rs); swtpm-tools gives
+  # swtpm_setup/swtpm_localca, which manufacture EK certificates
+  swtpm swtpm-tools
+  # pxe: GnuTLS certtool re-issues EK certificates in the EK checks tests
+  gnutls-bin
 )
 
 missing=()

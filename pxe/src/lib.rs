@@ -1,6 +1,6 @@
 //! The PXE service (DHCP, TFTP, HTTP), inventory, the attestation server and
 //! the node agent.
 //!
-//! Nothing is implemented yet; see ARCHITECTURE.md for the planned parts.
+//! See ARCHITECTURE.md for the map of what exists and what is planned.
 
 pub mod attest;
