@@ -1,4 +1,9 @@
 //! The PXE service (DHCP, TFTP, HTTP), inventory, the attestation server and
 //! the node agent.
 //!
-//! Nothing is implemented yet; see ARCHITECTURE.md for the planned parts.
+//! Built so far: the site configuration ([`site`]), the DHCP/proxyDHCP
+//! server ([`net::dhcp`]) and lease persistence ([`store`]).
+
+pub mod net;
+pub mod site;
+pub mod store;
