@@ -1,0 +1,365 @@
+//! The DHCP server against real clients (busybox udhcpc, ISC dhclient) in
+//! network namespaces this test creates: the server runs in one namespace,
+//! each client in another, joined by a veth pair or a bridge. Addresses are
+//! from 198.18.0.0/15 and exist only inside those namespaces.
+//!
+//! Needs root and `ip netns` (CI runs as root); without root every test
+//! prints a loud SKIP line and returns. Clients come from Debian packages
+//! that scripts/deps.sh installs (busybox-static, isc-dhcp-client).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use dhcproto::v4::{DhcpOption, Message, MessageType, OptionCode};
+use dhcproto::{Decodable, Decoder, Encodable, Encoder};
+use ironrack_pxe::net::dhcp::{DhcpEvent, DhcpEventKind, DhcpServer};
+use ironrack_pxe::site::Site;
+use ironrack_pxe::store::{LeaseState, SqliteStore, Store};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Generous bound for anything a client or the server must do: these tests
+/// wait for events, they do not time them.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+static NEXT_LAB: AtomicU32 = AtomicU32::new(0);
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// True (and a loud SKIP line) when this test cannot run here.
+fn skip(test: &str) -> bool {
+    if is_root() {
+        for tool in ["ip", "busybox"] {
+            let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).output();
+            assert!(
+                found.is_ok_and(|o| o.status.success()),
+                "{test}: `{tool}` is missing; run scripts/deps.sh"
+            );
+        }
+        return false;
+    }
+    eprintln!("SKIP {test}: needs root for network namespaces (CI runs as root) *** NOT TESTED ***");
+    true
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("running ip");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Network namespaces made for one test, deleted on drop.
+struct Lab {
+    prefix: String,
+    namespaces: Vec<String>,
+    dir: tempfile::TempDir,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let n = NEXT_LAB.fetch_add(1, Ordering::SeqCst);
+        Lab {
+            prefix: format!("irdhcp{}x{n}", std::process::id()),
+            namespaces: Vec::new(),
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn ns(&mut self, role: &str) -> String {
+        let name = format!("{}{role}", self.prefix);
+        ip(&["netns", "add", &name]);
+        ip(&["-n", &name, "link", "set", "lo", "up"]);
+        self.namespaces.push(name.clone());
+        name
+    }
+
+    /// Server and client namespaces joined by a veth pair: `srv0` on the
+    /// server side with `server_addr`, `cli0` on the client side with `mac`.
+    fn pair(&mut self, server_addr: &str, mac: &str) -> (String, String) {
+        let srv = self.ns("s");
+        let cli = self.ns("c");
+        ip(&["-n", &srv, "link", "add", "srv0", "type", "veth", "peer", "name", "cli0", "netns", &cli]);
+        ip(&["-n", &srv, "addr", "add", server_addr, "dev", "srv0"]);
+        ip(&["-n", &srv, "link", "set", "srv0", "up"]);
+        ip(&["-n", &cli, "link", "set", "cli0", "address", mac]);
+        ip(&["-n", &cli, "link", "set", "cli0", "up"]);
+        (srv, cli)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for ns in self.namespaces.iter().rev() {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// Moves the calling thread into a network namespace (setns is per thread).
+fn enter(ns: &str) {
+    let fd = File::open(format!("/run/netns/{ns}")).expect("namespace file");
+    nix::sched::setns(fd, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+}
+
+/// The DHCP server running on its own thread inside a namespace.
+struct Server {
+    events: mpsc::UnboundedReceiver<DhcpEvent>,
+    seen: Vec<DhcpEvent>,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _site: watch::Sender<Arc<Site>>,
+}
+
+impl Server {
+    fn start(ns: &str, site: Site, store: Arc<dyn Store>) -> Server {
+        let (site_tx, site_rx) = watch::channel(Arc::new(site));
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let ns = ns.to_owned();
+        let thread = std::thread::spawn(move || {
+            enter(&ns);
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                let bound = DhcpServer::new(site_rx, store, Arc::new(ev_tx)).bind().await;
+                let bound = match bound {
+                    Ok(b) => b,
+                    Err(e) => {
+                        ready_tx.send(Err(e.to_string())).unwrap();
+                        return;
+                    }
+                };
+                ready_tx.send(Ok(())).unwrap();
+                bound
+                    .run(async {
+                        let _ = stop_rx.await;
+                    })
+                    .await
+                    .unwrap();
+            });
+        });
+        ready_rx.recv_timeout(PATIENCE).expect("server thread").expect("server binds");
+        Server {
+            events: ev_rx,
+            seen: Vec::new(),
+            shutdown: Some(stop_tx),
+            thread: Some(thread),
+            _site: site_tx,
+        }
+    }
+
+    /// Waits for an event matching `pred`, keeping every event seen.
+    fn wait_for(&mut self, what: &str, pred: impl Fn(&DhcpEvent) -> bool) -> DhcpEvent {
+        if let Some(e) = self.seen.iter().find(|e| pred(e)) {
+            return e.clone();
+        }
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            match self.events.try_recv() {
+                Ok(e) => {
+                    self.seen.push(e.clone());
+                    if pred(&e) {
+                        return e;
+                    }
+                }
+                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                Err(_) => panic!("no {what} event; seen: {:#?}", self.seen),
+            }
+        }
+    }
+
+    fn drain(&mut self) -> &[DhcpEvent] {
+        while let Ok(e) = self.events.try_recv() {
+            self.seen.push(e);
+        }
+        &self.seen
+    }
+
+    fn stop(mut self) {
+        self.shutdown.take().unwrap().send(()).unwrap();
+        self.thread.take().unwrap().join().unwrap();
+    }
+}
+
+fn site(text: &str) -> Site {
+    Site::from_toml(Path::new("site.toml"), text).expect("test site")
+}
+
+const AUTH_SITE: &str = r#"
+[server]
+http-base-url = "http://198.18.0.1:8080"
+unknown-nodes = "UNKNOWN"
+[images]
+dirs = []
+trust-root = "/trust.json"
+[dhcp]
+mode = "authoritative"
+lease-time = 120
+dns = ["198.18.0.1"]
+domain = "rack.test"
+[[interface]]
+name = "srv0"
+address = "198.18.0.1/24"
+router = "198.18.0.254"
+pool = { start = "198.18.0.100", end = "198.18.0.109" }
+[[rack]]
+name = "r1"
+[[rack.node]]
+mac = "52:54:00:12:00:01"
+hostname = "gpu-r1-n1"
+ip = "198.18.0.11"
+"#;
+
+fn auth_site(unknown: &str) -> Site {
+    site(&AUTH_SITE.replace("UNKNOWN", unknown))
+}
+
+/// The hook udhcpc calls: records its environment per event, and
+/// configures the address like a real client script would (renewal is a
+/// unicast from that address).
+fn udhcpc_script(lab: &Lab) -> PathBuf {
+    let path = lab.path("udhcpc.sh");
+    let out = lab.dir.path().display().to_string();
+    let script = format!(
+        "#!/bin/sh\n\
+         env | sort > {out}/udhcpc.$1.tmp && mv {out}/udhcpc.$1.tmp {out}/udhcpc.$1\n\
+         case \"$1\" in\n\
+         bound|renew) ip addr flush dev \"$interface\"; ip addr add \"$ip/$mask\" dev \"$interface\";;\n\
+         deconfig) ip addr flush dev \"$interface\";;\n\
+         esac\n"
+    );
+    std::fs::write(&path, script).unwrap();
+    Command::new("chmod").args(["755"]).arg(&path).status().unwrap();
+    path
+}
+
+/// Waits for the client script to have been called with `event` and
+/// returns the environment it saw.
+fn client_env(lab: &Lab, event: &str) -> HashMap<String, String> {
+    let path = lab.path(&format!("udhcpc.{event}"));
+    let deadline = Instant::now() + PATIENCE;
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "udhcpc never reported {event}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let text = std::fs::read_to_string(&path).unwrap();
+    let _ = std::fs::remove_file(&path);
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// Runs udhcpc in `ns`; `extra` are more udhcpc arguments.
+fn udhcpc(lab: &Lab, ns: &str, extra: &[&str]) -> Child {
+    let script = udhcpc_script(lab);
+    let log = File::create(lab.path("udhcpc.log")).unwrap();
+    Command::new("ip")
+        .args(["netns", "exec", ns, "busybox", "udhcpc", "-f", "-i", "cli0", "-t", "20", "-T", "1", "-A", "1", "-s"])
+        .arg(&script)
+        .args(extra)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("starting udhcpc")
+}
+
+fn wait_exit(child: &mut Child, lab: &Lab) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let log = std::fs::read_to_string(lab.path("udhcpc.log")).unwrap_or_default();
+            assert!(status.success(), "udhcpc failed: {status}\n{log}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "udhcpc did not finish");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn kill(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn udhcpc_gets_its_reservation_renews_and_the_lease_survives_a_restart() {
+    if skip("udhcpc_gets_its_reservation_renews_and_the_lease_survives_a_restart") {
+        return;
+    }
+    let mut lab = Lab::new();
+    let (srv, cli) = lab.pair("198.18.0.1/24", "52:54:00:12:00:01");
+    let db = lab.path("state.db");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db).unwrap());
+    let mut server = Server::start(&srv, auth_site("ignore"), store);
+
+    let mut client = udhcpc(&lab, &cli, &[]);
+    let bound = client_env(&lab, "bound");
+    assert_eq!(bound["ip"], "198.18.0.11", "{bound:?}");
+    assert_eq!(bound["serverid"], "198.18.0.1");
+    assert_eq!(bound["router"], "198.18.0.254");
+    assert_eq!(bound["dns"].trim(), "198.18.0.1");
+    assert_eq!(bound["domain"], "rack.test");
+    assert_eq!(bound["lease"], "120");
+    assert_eq!(bound["mask"], "24");
+    assert_eq!(bound["hostname"], "gpu-r1-n1");
+    let ack = server.wait_for("ack", |e| e.kind == DhcpEventKind::Ack);
+    assert_eq!(ack.node.as_deref(), Some("gpu-r1-n1"));
+    assert_eq!(ack.ip, Some(Ipv4Addr::new(198, 18, 0, 11)));
+    server.wait_for("offer", |e| e.kind == DhcpEventKind::Offer);
+
+    // The ACK was sent only after the lease was committed.
+    let reader = SqliteStore::open(&db).unwrap();
+    let lease = reader.lease(Ipv4Addr::new(198, 18, 0, 11)).unwrap().expect("lease stored");
+    assert_eq!((lease.state, lease.mac.to_string()), (LeaseState::Bound, "52:54:00:12:00:01".into()));
+    let first_expiry = lease.expires_at;
+
+    // Renewal: SIGUSR1 makes udhcpc send a unicast REQUEST from its address.
+    let acks_before = server.drain().iter().filter(|e| e.kind == DhcpEventKind::Ack).count();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(client.id() as i32), nix::sys::signal::Signal::SIGUSR1).unwrap();
+    let renew = client_env(&lab, "renew");
+    assert_eq!(renew["ip"], "198.18.0.11");
+    let renew_ack = server.wait_for("renewal ack", |e| e.kind == DhcpEventKind::Ack);
+    let _ = renew_ack;
+    let acks_after = server.drain().iter().filter(|e| e.kind == DhcpEventKind::Ack).count();
+    assert_eq!(acks_after, acks_before + 1, "one more ACK for the renewal");
+    let request = server
+        .seen
+        .iter()
+        .rev()
+        .find(|e| e.kind == DhcpEventKind::Request)
+        .expect("renewal request")
+        .clone();
+    assert_eq!(request.ip, Some(Ipv4Addr::new(198, 18, 0, 11)), "RENEWING carries ciaddr");
+    let renewed = reader.lease(Ipv4Addr::new(198, 18, 0, 11)).unwrap().unwrap();
+    assert!(renewed.expires_at >= first_expiry);
+    kill(&mut client);
+
+    // Restart the server on the same database: the lease is still there and
+    // the client's next renewal is acknowledged.
+    server.stop();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db).unwrap());
+    assert_eq!(store.leases().all_leases().unwrap().len(), 1);
+    let mut server = Server::start(&srv, auth_site("ignore"), store);
+    let mut client = udhcpc(&lab, &cli, &["-r", "198.18.0.11"]);
+    let bound = client_env(&lab, "bound");
+    assert_eq!(bound["ip"], "198.18.0.11");
+    server.wait_for("ack after restart", |e| e.kind == DhcpEventKind::Ack);
+    kill(&mut client);
+    server.stop();
+}
