@@ -363,3 +363,133 @@ fn udhcpc_gets_its_reservation_renews_and_the_lease_survives_a_restart() {
     kill(&mut client);
     server.stop();
 }
+
+#[test]
+fn unknown_mac_gets_a_pool_address_under_discover_and_nothing_under_ignore() {
+    if skip("unknown_mac_gets_a_pool_address_under_discover_and_nothing_under_ignore") {
+        return;
+    }
+    let mut lab = Lab::new();
+    let (srv, cli) = lab.pair("198.18.0.1/24", "52:54:00:99:00:07");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
+    let mut server = Server::start(&srv, auth_site("ignore"), store.clone());
+    // -n: give up after the tries; a nonzero exit is the expected outcome.
+    let status = Command::new("ip")
+        .args(["netns", "exec", &cli, "busybox", "udhcpc", "-f", "-q", "-n", "-i", "cli0", "-t", "2", "-T", "1", "-s", "/bin/true"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!status.success(), "an unknown MAC must get no lease under the ignore policy");
+    let silent = server.wait_for("silence", |e| e.kind == DhcpEventKind::Silent);
+    assert!(silent.reason.as_deref().unwrap().contains("unknown-node policy is ignore"), "{silent:?}");
+    assert!(!server.drain().iter().any(|e| e.kind == DhcpEventKind::Offer));
+    server.stop();
+
+    let mut server = Server::start(&srv, auth_site("discover"), store.clone());
+    let mut client = udhcpc(&lab, &cli, &["-q"]);
+    let bound = client_env(&lab, "bound");
+    wait_exit(&mut client, &lab);
+    let ip: Ipv4Addr = bound["ip"].parse().unwrap();
+    assert!((100..=109).contains(&ip.octets()[3]) && ip.octets()[..3] == [198, 18, 0], "pool address, got {ip}");
+    assert!(!bound.contains_key("hostname"), "an unknown node has no name to hand out");
+    let ack = server.wait_for("ack", |e| e.kind == DhcpEventKind::Ack);
+    assert_eq!((ack.node, ack.ip), (None, Some(ip)));
+    assert_eq!(store.leases().all_leases().unwrap()[0].ip, ip);
+    server.stop();
+}
+
+#[test]
+fn pxe_and_ipxe_clients_get_the_arch_map_answer_on_the_wire() {
+    if skip("pxe_and_ipxe_clients_get_the_arch_map_answer_on_the_wire") {
+        return;
+    }
+    let mut lab = Lab::new();
+    let (srv, cli) = lab.pair("198.18.0.1/24", "52:54:00:12:00:01");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
+    let mut server = Server::start(&srv, auth_site("ignore"), store);
+    let cases: [(&[&str], &str); 3] = [
+        // UEFI x64 PXE: vendor class and option 93 = 7, as firmware sends them.
+        (&["-V", "PXEClient:Arch:00007:UNDI:003016", "-x", "0x5d:0007"], "snponly.efi"),
+        (&["-V", "PXEClient:Arch:00000:UNDI:002001", "-x", "0x5d:0000"], "undionly.kpxe"),
+        // iPXE: user class "iPXE" (hex), whatever the architecture.
+        (
+            &["-V", "PXEClient:Arch:00007:UNDI:003016", "-x", "0x5d:0007", "-x", "0x4d:69505845"],
+            "http://198.18.0.1:8080/boot/52-54-00-12-00-01.ipxe",
+        ),
+    ];
+    for (args, want) in cases {
+        let mut all = vec!["-q"];
+        all.extend_from_slice(args);
+        let mut client = udhcpc(&lab, &cli, &all);
+        let bound = client_env(&lab, "bound");
+        wait_exit(&mut client, &lab);
+        assert_eq!(bound["ip"], "198.18.0.11");
+        assert_eq!(bound.get("boot_file").map(String::as_str), Some(want), "{args:?}: {bound:?}");
+        if !want.starts_with("http") {
+            assert_eq!(bound["siaddr"], "198.18.0.1", "next-server for TFTP");
+        }
+    }
+    let arches: Vec<Option<u16>> = server
+        .drain()
+        .iter()
+        .filter(|e| e.kind == DhcpEventKind::Ack)
+        .map(|e| e.arch)
+        .collect();
+    assert_eq!(arches, vec![Some(7), Some(0), Some(7)]);
+    server.stop();
+}
+
+#[test]
+fn dhclient_gets_its_reservation() {
+    if skip("dhclient_gets_its_reservation") {
+        return;
+    }
+    let dhclient = Command::new("sh").args(["-c", "command -v dhclient"]).output().unwrap();
+    assert!(dhclient.status.success(), "dhclient is missing; run scripts/deps.sh");
+    let mut lab = Lab::new();
+    let (srv, cli) = lab.pair("198.18.0.1/24", "52:54:00:12:00:01");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
+    let mut server = Server::start(&srv, auth_site("ignore"), store);
+    // Our own hook script: dhclient-script would rewrite the host's
+    // /etc/resolv.conf, which a test must never touch.
+    let hook = lab.path("dhclient.sh");
+    let out = lab.path("dhclient.env");
+    std::fs::write(
+        &hook,
+        format!("#!/bin/sh\n[ \"$reason\" = BOUND ] && env | sort > {0}.tmp && mv {0}.tmp {0}\nexit 0\n", out.display()),
+    )
+    .unwrap();
+    Command::new("chmod").arg("755").arg(&hook).status().unwrap();
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &cli, "dhclient", "-d", "-1", "-sf"])
+        .arg(&hook)
+        .arg("-lf")
+        .arg(lab.path("dhclient.leases"))
+        .arg("-pf")
+        .arg(lab.path("dhclient.pid"))
+        .arg("cli0")
+        .stdout(Stdio::null())
+        .stderr(File::create(lab.path("dhclient.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    while !out.exists() {
+        assert!(Instant::now() < deadline, "dhclient never bound: {}", std::fs::read_to_string(lab.path("dhclient.log")).unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    kill(&mut child);
+    let env: HashMap<String, String> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    assert_eq!(env["new_ip_address"], "198.18.0.11");
+    assert_eq!(env["new_subnet_mask"], "255.255.255.0");
+    assert_eq!(env["new_routers"], "198.18.0.254");
+    assert_eq!(env["new_dhcp_server_identifier"], "198.18.0.1");
+    assert_eq!(env["new_dhcp_lease_time"], "120");
+    server.wait_for("ack", |e| e.kind == DhcpEventKind::Ack);
+    server.stop();
+}
