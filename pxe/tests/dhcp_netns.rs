@@ -254,7 +254,11 @@ fn client_env(lab: &Lab, event: &str) -> HashMap<String, String> {
     let path = lab.path(&format!("udhcpc.{event}"));
     let deadline = Instant::now() + PATIENCE;
     while !path.exists() {
-        assert!(Instant::now() < deadline, "udhcpc never reported {event}");
+        assert!(
+            Instant::now() < deadline,
+            "udhcpc never reported {event}:\n{}",
+            std::fs::read_to_string(lab.path("udhcpc.log")).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let text = std::fs::read_to_string(&path).unwrap();
@@ -491,5 +495,199 @@ fn dhclient_gets_its_reservation() {
     assert_eq!(env["new_dhcp_server_identifier"], "198.18.0.1");
     assert_eq!(env["new_dhcp_lease_time"], "120");
     server.wait_for("ack", |e| e.kind == DhcpEventKind::Ack);
+    server.stop();
+}
+
+/// A UDP socket inside namespace `ns`, bound to `addr` on device `dev`.
+/// Sockets keep the namespace they were created in, so a short-lived
+/// thread enters the namespace, creates it and hands it back.
+fn socket_in(ns: &str, dev: &str, addr: SocketAddrV4) -> UdpSocket {
+    let (ns, dev) = (ns.to_owned(), dev.to_owned());
+    std::thread::spawn(move || {
+        enter(&ns);
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, Some(socket2::Protocol::UDP)).unwrap();
+        s.set_reuse_address(true).unwrap();
+        s.set_broadcast(true).unwrap();
+        s.bind_device(Some(dev.as_bytes())).unwrap();
+        s.bind(&SocketAddr::V4(addr).into()).unwrap();
+        let s: UdpSocket = s.into();
+        s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        s
+    })
+    .join()
+    .unwrap()
+}
+
+/// Every DHCP message received on `socket` until `done` says stop (or the
+/// patience runs out: the caller's assertions then say what was missing).
+fn collect_replies(socket: &UdpSocket, mut done: impl FnMut() -> bool) -> Vec<(SocketAddr, Message)> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 2048];
+    let deadline = Instant::now() + PATIENCE;
+    while !done() {
+        if Instant::now() > deadline {
+            break;
+        }
+        if let Ok((n, from)) = socket.recv_from(&mut buf)
+            && let Ok(m) = Message::decode(&mut Decoder::new(&buf[..n]))
+        {
+            got.push((from, m));
+        }
+    }
+    got
+}
+
+fn encode(m: &Message) -> Vec<u8> {
+    let mut buf = Vec::new();
+    m.encode(&mut Encoder::new(&mut buf)).unwrap();
+    buf
+}
+
+fn fname(m: &Message) -> String {
+    String::from_utf8_lossy(m.fname().unwrap_or_default()).trim_end_matches('\0').to_owned()
+}
+
+const PROXY_SITE: &str = r#"
+[server]
+http-base-url = "http://198.18.0.1:8080"
+unknown-nodes = "discover"
+[images]
+dirs = []
+trust-root = "/trust.json"
+[dhcp]
+mode = "proxy"
+[[interface]]
+name = "srv0"
+address = "198.18.0.1/24"
+"#;
+
+#[test]
+fn proxy_beside_a_real_dhcp_server_gives_boot_options_and_no_address() {
+    if skip("proxy_beside_a_real_dhcp_server_gives_boot_options_and_no_address") {
+        return;
+    }
+    let mut lab = Lab::new();
+    // One segment (a bridge) with three hosts: ironrack in proxy mode,
+    // busybox udhcpd as the site's existing DHCP server, and the client.
+    let lan = lab.ns("l");
+    ip(&["-n", &lan, "link", "add", "br0", "type", "bridge"]);
+    ip(&["-n", &lan, "link", "set", "br0", "up"]);
+    let mut hosts = Vec::new();
+    for (role, dev, addr, mac) in [
+        ("s", "srv0", Some("198.18.0.1/24"), "52:54:00:aa:00:01"),
+        ("d", "dhd0", Some("198.18.0.2/24"), "52:54:00:aa:00:02"),
+        ("c", "cli0", None, "52:54:00:12:00:07"),
+    ] {
+        let ns = lab.ns(role);
+        let port = format!("lan-{role}");
+        ip(&["-n", &lan, "link", "add", &port, "type", "veth", "peer", "name", dev, "netns", &ns]);
+        ip(&["-n", &lan, "link", "set", &port, "master", "br0", "up"]);
+        ip(&["-n", &ns, "link", "set", dev, "address", mac]);
+        if let Some(addr) = addr {
+            ip(&["-n", &ns, "addr", "add", addr, "dev", dev]);
+        }
+        ip(&["-n", &ns, "link", "set", dev, "up"]);
+        hosts.push(ns);
+    }
+    let (srv, dhcpd_ns, cli) = (hosts[0].clone(), hosts[1].clone(), hosts[2].clone());
+
+    let conf = lab.path("udhcpd.conf");
+    let leases = lab.path("udhcpd.leases");
+    std::fs::write(&leases, b"").unwrap();
+    std::fs::write(
+        &conf,
+        format!(
+            "start 198.18.0.50\nend 198.18.0.60\ninterface dhd0\nlease_file {}\noption subnet 255.255.255.0\noption lease 600\n",
+            leases.display()
+        ),
+    )
+    .unwrap();
+    let mut udhcpd = Command::new("ip")
+        .args(["netns", "exec", &dhcpd_ns, "busybox", "udhcpd", "-f"])
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(File::create(lab.path("udhcpd.log")).unwrap())
+        .spawn()
+        .unwrap();
+
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
+    let mut server = Server::start(&srv, site(PROXY_SITE), store.clone());
+    let listen = socket_in(&cli, "cli0", SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68));
+
+    // A UEFI x64 PXE client's DISCOVER (vendor class and option 93 as
+    // firmware sends them). udhcpc is no PXE client: it takes the proxy's
+    // address-less offer for an address offer and asks for 0.0.0.0, which
+    // the proxy ignores; so it is run with a few tries only, to make the
+    // DISCOVERs and capture what ironrack answers on the wire.
+    let mut pxe_client = Command::new("ip")
+        .args(["netns", "exec", &cli, "busybox", "udhcpc", "-f", "-q", "-n", "-i", "cli0", "-t", "2", "-T", "1", "-s", "/bin/true"])
+        .args(["-V", "PXEClient:Arch:00007:UNDI:003016", "-x", "0x5d:0007"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let seen = collect_replies(&listen, || pxe_client.try_wait().unwrap().is_some());
+    let proxy_offers: Vec<&Message> = seen
+        .iter()
+        .filter(|(from, m)| {
+            *from == SocketAddr::from(([198, 18, 0, 1], 67)) && m.opts().msg_type() == Some(MessageType::Offer)
+        })
+        .map(|(_, m)| m)
+        .collect();
+    assert!(!proxy_offers.is_empty(), "no proxy offer seen; got {} messages", seen.len());
+    for offer in &proxy_offers {
+        assert_eq!(offer.yiaddr(), Ipv4Addr::UNSPECIFIED, "a proxy offers no address");
+        assert_eq!(offer.siaddr(), Ipv4Addr::new(198, 18, 0, 1));
+        assert_eq!(fname(offer), "snponly.efi");
+        assert_eq!(offer.opts().get(OptionCode::ClassIdentifier), Some(&DhcpOption::ClassIdentifier(b"PXEClient".to_vec())));
+        assert_eq!(offer.opts().get(OptionCode::ServerIdentifier), Some(&DhcpOption::ServerIdentifier(Ipv4Addr::new(198, 18, 0, 1))));
+        assert!(offer.opts().get(OptionCode::AddressLeaseTime).is_none());
+        assert!(offer.flags().broadcast());
+    }
+    server.wait_for("proxy offer", |e| e.kind == DhcpEventKind::ProxyOffer && e.arch == Some(7));
+    server.wait_for("request on 67 ignored", |e| {
+        e.kind == DhcpEventKind::Silent && e.reason.as_deref().is_some_and(|r| r.contains("does not answer Request"))
+    });
+    drop(listen);
+
+    // An ordinary DHCP client on the same segment: the site's server gives
+    // the address, and the proxy stays out of the way.
+    let mut client = udhcpc(&lab, &cli, &["-q"]);
+    let bound = client_env(&lab, "bound");
+    wait_exit(&mut client, &lab);
+    assert_eq!(bound["serverid"], "198.18.0.2", "{bound:?}");
+    let ip_addr: Ipv4Addr = bound["ip"].parse().unwrap();
+    assert!((50..=60).contains(&ip_addr.octets()[3]), "{ip_addr}");
+    assert!(!bound.contains_key("boot_file"), "{bound:?}");
+    server.wait_for("plain client left alone", |e| {
+        e.kind == DhcpEventKind::Silent && e.reason.as_deref().is_some_and(|r| r.contains("not a PXE"))
+    });
+    assert!(!server.drain().iter().any(|e| matches!(e.kind, DhcpEventKind::Offer | DhcpEventKind::Ack)));
+
+    // The PXE client's next step: a REQUEST to the proxy's port 4011, from
+    // the address it now has; the ACK comes back to that source.
+    let pxe = socket_in(&cli, "cli0", SocketAddrV4::new(ip_addr, 0));
+    let mut req = Message::new_with_id(42, ip_addr, Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, &[0x52, 0x54, 0, 0x12, 0, 7]);
+    req.opts_mut().insert(DhcpOption::MessageType(MessageType::Request));
+    req.opts_mut().insert(DhcpOption::ClientSystemArchitecture(7.into()));
+    req.opts_mut().insert(DhcpOption::ClassIdentifier(b"PXEClient:Arch:00007:UNDI:003016".to_vec()));
+    pxe.send_to(&encode(&req), "198.18.0.1:4011").unwrap();
+    let got = collect_replies(&pxe, {
+        let mut tries = 0;
+        move || {
+            tries += 1;
+            tries > 10
+        }
+    });
+    let (from, ack) = got.iter().find(|(_, m)| m.xid() == 42).expect("ACK from port 4011");
+    assert_eq!(*from, SocketAddr::from(([198, 18, 0, 1], 4011)));
+    assert_eq!(ack.opts().msg_type(), Some(MessageType::Ack));
+    assert_eq!(ack.yiaddr(), Ipv4Addr::UNSPECIFIED);
+    assert_eq!(fname(ack), "snponly.efi");
+    assert_eq!(ack.siaddr(), Ipv4Addr::new(198, 18, 0, 1));
+    server.wait_for("proxy ack", |e| e.kind == DhcpEventKind::ProxyAck);
+    assert!(store.leases().all_leases().unwrap().is_empty(), "a proxy stores no leases");
+
+    kill(&mut udhcpd);
     server.stop();
 }
