@@ -691,3 +691,139 @@ fn proxy_beside_a_real_dhcp_server_gives_boot_options_and_no_address() {
     kill(&mut udhcpd);
     server.stop();
 }
+
+/// A DISCOVER from `mac` with the given raw options after option 53.
+fn raw_discover(mac: [u8; 6], extra: &[u8]) -> Vec<u8> {
+    let mut p = vec![0u8; 236];
+    p[0] = 1;
+    p[1] = 1;
+    p[2] = 6;
+    p[4..8].copy_from_slice(&[1, 2, 3, 4]);
+    p[28..34].copy_from_slice(&mac);
+    p.extend_from_slice(&[99, 130, 83, 99, 53, 1, 1]);
+    p.extend_from_slice(extra);
+    p.push(255);
+    p
+}
+
+#[test]
+fn hostile_datagrams_are_refused_with_reasons_and_the_server_keeps_serving() {
+    if skip("hostile_datagrams_are_refused_with_reasons_and_the_server_keeps_serving") {
+        return;
+    }
+    let mut lab = Lab::new();
+    let (srv, cli) = lab.pair("198.18.0.1/24", "52:54:00:12:00:01");
+    ip(&["-n", &cli, "addr", "add", "198.18.0.200/24", "dev", "cli0"]);
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
+    let mut server = Server::start(&srv, auth_site("discover"), store);
+    let mac = [0x52, 0x54, 0, 0x12, 0, 1];
+
+    let mut hlen = raw_discover(mac, &[]);
+    hlen[2] = 200;
+    let mut no_magic = raw_discover(mac, &[]);
+    no_magic[236..240].copy_from_slice(b"JUNK");
+    let mut reply_op = raw_discover(mac, &[]);
+    reply_op[0] = 2;
+    let mut offer = raw_discover(mac, &[]);
+    offer[242] = 2;
+    let mut overrun = raw_discover(mac, &[]);
+    overrun.pop();
+    overrun.extend_from_slice(&[60, 250, b'P', b'X', b'E']);
+    let mut no_type = raw_discover(mac, &[]);
+    no_type.truncate(240);
+    no_type.extend_from_slice(&[61, 7, 1, 0x52, 0x54, 0, 0x12, 0, 1, 255]);
+    let noise: Vec<u8> = (0..1400u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (Vec::new(), "too short"),
+        (vec![1; 100], "too short"),
+        (hlen, "not Ethernet"),
+        (no_magic, "no DHCP magic cookie"),
+        (reply_op, "not BOOTREQUEST"),
+        (offer, "not a client message"),
+        (overrun, "runs past the end"),
+        (raw_discover(mac, &[94, 0]), "option 94 has length 0"),
+        (raw_discover(mac, &[80, 2, 0, 0]), "option 80 has length 2"),
+        (raw_discover(mac, &[81, 1, 0]), "option 81 has length 1"),
+        (no_type, "no DHCP message type"),
+        (noise, ""),
+    ];
+    let sender = socket_in(&cli, "cli0", SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 200), 0));
+    for (i, (bytes, _)) in cases.iter().enumerate() {
+        // Alternate unicast and broadcast: both paths reach the handler.
+        let to = if i % 2 == 0 { "198.18.0.1:67" } else { "255.255.255.255:67" };
+        sender.send_to(bytes, to).unwrap();
+    }
+    for (_, why) in &cases {
+        let e = server.wait_for(why, |e| e.kind == DhcpEventKind::Refused && e.reason.as_deref().unwrap().contains(why));
+        assert!(e.reason.unwrap().contains("from 198.18.0.200:"), "the refusal names the sender");
+    }
+    let refused = server.drain().iter().filter(|e| e.kind == DhcpEventKind::Refused).count();
+    assert_eq!(refused, cases.len(), "each hostile datagram refused exactly once");
+    assert!(!server.seen.iter().any(|e| e.kind == DhcpEventKind::Offer));
+
+    // Still serving: a real client gets its reservation.
+    let mut client = udhcpc(&lab, &cli, &["-q"]);
+    let bound = client_env(&lab, "bound");
+    wait_exit(&mut client, &lab);
+    assert_eq!(bound["ip"], "198.18.0.11");
+    server.stop();
+}
+
+#[test]
+fn relayed_requests_are_answered_to_the_relay_port() {
+    if skip("relayed_requests_are_answered_to_the_relay_port") {
+        return;
+    }
+    let mut lab = Lab::new();
+    let (srv, relay_ns) = lab.pair("198.18.0.1/24", "52:54:00:aa:00:04");
+    // The relay agent's address on the routed rack subnet, and the route
+    // the server uses to reach it.
+    ip(&["-n", &relay_ns, "addr", "add", "198.18.4.1/24", "dev", "cli0"]);
+    ip(&["-n", &relay_ns, "addr", "add", "198.18.0.4/24", "dev", "cli0"]);
+    ip(&["-n", &srv, "route", "add", "198.18.4.0/24", "via", "198.18.0.4", "dev", "srv0"]);
+    let text = AUTH_SITE.replace("UNKNOWN", "ignore")
+        + "[[relay]]\nsubnet = \"198.18.4.0/24\"\nrouter = \"198.18.4.1\"\n\
+           [[rack]]\nname = \"r4\"\n[[rack.node]]\nmac = \"52:54:00:44:00:01\"\nhostname = \"gpu-r4-n1\"\nip = \"198.18.4.21\"\n";
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
+    let mut server = Server::start(&srv, site(&text), store.clone());
+    let relay = socket_in(&relay_ns, "cli0", SocketAddrV4::new(Ipv4Addr::new(198, 18, 4, 1), 67));
+    let chaddr = [0x52, 0x54, 0, 0x44, 0, 1];
+    let relayed = |kind: MessageType, xid: u32| {
+        let mut m = Message::new_with_id(xid, Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, Ipv4Addr::new(198, 18, 4, 1), &chaddr);
+        m.set_hops(1);
+        m.opts_mut().insert(DhcpOption::MessageType(kind));
+        m
+    };
+    relay.send_to(&encode(&relayed(MessageType::Discover, 7)), "198.18.0.1:67").unwrap();
+    let got = collect_replies(&relay, {
+        let mut n = 0;
+        move || {
+            n += 1;
+            n > 10
+        }
+    });
+    let (from, offer) = got.iter().find(|(_, m)| m.xid() == 7).expect("offer relayed back");
+    assert_eq!(*from, SocketAddr::from(([198, 18, 0, 1], 67)));
+    assert_eq!(offer.yiaddr(), Ipv4Addr::new(198, 18, 4, 21));
+    assert_eq!(offer.giaddr(), Ipv4Addr::new(198, 18, 4, 1));
+    assert_eq!(offer.opts().get(OptionCode::Router), Some(&DhcpOption::Router(vec![Ipv4Addr::new(198, 18, 4, 1)])));
+
+    let mut req = relayed(MessageType::Request, 8);
+    req.opts_mut().insert(DhcpOption::ServerIdentifier(Ipv4Addr::new(198, 18, 0, 1)));
+    req.opts_mut().insert(DhcpOption::RequestedIpAddress(Ipv4Addr::new(198, 18, 4, 21)));
+    relay.send_to(&encode(&req), "198.18.0.1:67").unwrap();
+    let got = collect_replies(&relay, {
+        let mut n = 0;
+        move || {
+            n += 1;
+            n > 10
+        }
+    });
+    let (_, ack) = got.iter().find(|(_, m)| m.xid() == 8).expect("ack relayed back");
+    assert_eq!(ack.opts().msg_type(), Some(MessageType::Ack));
+    assert_eq!(ack.yiaddr(), Ipv4Addr::new(198, 18, 4, 21));
+    let e = server.wait_for("ack", |e| e.kind == DhcpEventKind::Ack);
+    assert_eq!(e.node.as_deref(), Some("gpu-r4-n1"));
+    assert_eq!(store.leases().all_leases().unwrap()[0].ip, Ipv4Addr::new(198, 18, 4, 21));
+    server.stop();
+}
