@@ -6,6 +6,9 @@ set -euo pipefail
 packages=(
   # keys: third-party verifiers and signers for interop tests
   minisign signify-openbsd
+  # pxe: real DHCP clients (udhcpc, and udhcpd as a site's own DHCP server
+  # beside the proxy) and `ip netns` for pxe/tests/dhcp_netns.rs
+  busybox-static isc-dhcp-client iproute2
 )
 
 missing=()

@@ -39,8 +39,14 @@ fn sites() -> [Site; 2] {
     let auth = Site::from_toml(Path::new("site.toml"), SITE).unwrap();
     let proxy_text = SITE
         .replace("\"authoritative\"", "\"proxy\"")
-        .replace("pool = { start = \"198.18.0.100\", end = \"198.18.0.200\" }\n", "")
-        .replace("pool = { start = \"198.18.4.100\", end = \"198.18.4.200\" }\n", "")
+        .replace(
+            "pool = { start = \"198.18.0.100\", end = \"198.18.0.200\" }\n",
+            "",
+        )
+        .replace(
+            "pool = { start = \"198.18.4.100\", end = \"198.18.4.200\" }\n",
+            "",
+        )
         .replace("ip = \"198.18.0.11\"\n", "");
     let proxy = Site::from_toml(Path::new("site.toml"), &proxy_text).unwrap();
     [auth, proxy]
@@ -69,9 +75,13 @@ fn seeds() -> Vec<Vec<u8>> {
             let o = m.opts_mut();
             o.insert(DhcpOption::MessageType(*kind));
             o.insert(DhcpOption::ServerIdentifier(Ipv4Addr::new(198, 18, 0, 1)));
-            o.insert(DhcpOption::RequestedIpAddress(Ipv4Addr::new(198, 18, 0, 11)));
+            o.insert(DhcpOption::RequestedIpAddress(Ipv4Addr::new(
+                198, 18, 0, 11,
+            )));
             o.insert(DhcpOption::ClientSystemArchitecture(7.into()));
-            o.insert(DhcpOption::ClassIdentifier(b"PXEClient:Arch:00007:UNDI:003016".to_vec()));
+            o.insert(DhcpOption::ClassIdentifier(
+                b"PXEClient:Arch:00007:UNDI:003016".to_vec(),
+            ));
             o.insert(DhcpOption::UserClass(b"iPXE".to_vec()));
             o.insert(DhcpOption::ClientMachineIdentifier(vec![0; 17]));
             o.insert(DhcpOption::ClientNetworkInterface(1, 3, 16));
@@ -118,9 +128,19 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         0usize..5,
         proptest::collection::vec((0usize..400, any::<u8>()), 0..6),
         proptest::option::of(0usize..400),
-        proptest::option::of((0usize..160, any::<u8>(), any::<u8>(), proptest::collection::vec(any::<u8>(), 0..40))),
+        proptest::option::of((
+            0usize..160,
+            any::<u8>(),
+            any::<u8>(),
+            proptest::collection::vec(any::<u8>(), 0..40),
+        )),
     )
-        .prop_map(|(seed, flips, cut, insert)| Mutation { seed, flips, cut, insert })
+        .prop_map(|(seed, flips, cut, insert)| Mutation {
+            seed,
+            flips,
+            cut,
+            insert,
+        })
 }
 
 fn apply(m: &Mutation, seeds: &[Vec<u8>]) -> Vec<u8> {
@@ -188,13 +208,19 @@ fn dhcproto_panics_on_what_the_guard_refuses() {
     p[2] = 200; // hlen > 16
     let decoded = Message::decode(&mut Decoder::new(&p)).expect("dhcproto decodes hlen 200");
     let chaddr = std::panic::catch_unwind(|| decoded.chaddr().len());
-    assert!(chaddr.is_err(), "dhcproto no longer panics in chaddr() for hlen > 16");
+    assert!(
+        chaddr.is_err(),
+        "dhcproto no longer panics in chaddr() for hlen > 16"
+    );
 
     if cfg!(debug_assertions) {
         // Option 94 with length 0: `debug_assert!(len == 3)` in the decoder.
         let mut p = seeds()[0][..240].to_vec();
         p.extend_from_slice(&[53, 1, 1, 94, 0, 255]);
         let r = std::panic::catch_unwind(|| Message::decode(&mut Decoder::new(&p)).is_ok());
-        assert!(r.is_err(), "dhcproto no longer panics on option 94 of length 0");
+        assert!(
+            r.is_err(),
+            "dhcproto no longer panics on option 94 of length 0"
+        );
     }
 }

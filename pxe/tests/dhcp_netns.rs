@@ -37,7 +37,9 @@ fn is_root() -> bool {
 fn skip(test: &str) -> bool {
     if is_root() {
         for tool in ["ip", "busybox"] {
-            let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).output();
+            let found = Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .output();
             assert!(
                 found.is_ok_and(|o| o.status.success()),
                 "{test}: `{tool}` is missing; run scripts/deps.sh"
@@ -45,7 +47,9 @@ fn skip(test: &str) -> bool {
         }
         return false;
     }
-    eprintln!("SKIP {test}: needs root for network namespaces (CI runs as root) *** NOT TESTED ***");
+    eprintln!(
+        "SKIP {test}: needs root for network namespaces (CI runs as root) *** NOT TESTED ***"
+    );
     true
 }
 
@@ -89,7 +93,10 @@ impl Lab {
     fn pair(&mut self, server_addr: &str, mac: &str) -> (String, String) {
         let srv = self.ns("s");
         let cli = self.ns("c");
-        ip(&["-n", &srv, "link", "add", "srv0", "type", "veth", "peer", "name", "cli0", "netns", &cli]);
+        ip(&[
+            "-n", &srv, "link", "add", "srv0", "type", "veth", "peer", "name", "cli0", "netns",
+            &cli,
+        ]);
         ip(&["-n", &srv, "addr", "add", server_addr, "dev", "srv0"]);
         ip(&["-n", &srv, "link", "set", "srv0", "up"]);
         ip(&["-n", &cli, "link", "set", "cli0", "address", mac]);
@@ -122,7 +129,7 @@ struct Server {
     seen: Vec<DhcpEvent>,
     shutdown: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
-    _site: watch::Sender<Arc<Site>>,
+    site: watch::Sender<Arc<Site>>,
 }
 
 impl Server {
@@ -134,9 +141,14 @@ impl Server {
         let ns = ns.to_owned();
         let thread = std::thread::spawn(move || {
             enter(&ns);
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async move {
-                let bound = DhcpServer::new(site_rx, store, Arc::new(ev_tx)).bind().await;
+                let bound = DhcpServer::new(site_rx, store, Arc::new(ev_tx))
+                    .bind()
+                    .await;
                 let bound = match bound {
                     Ok(b) => b,
                     Err(e) => {
@@ -153,13 +165,16 @@ impl Server {
                     .unwrap();
             });
         });
-        ready_rx.recv_timeout(PATIENCE).expect("server thread").expect("server binds");
+        ready_rx
+            .recv_timeout(PATIENCE)
+            .expect("server thread")
+            .expect("server binds");
         Server {
             events: ev_rx,
             seen: Vec::new(),
             shutdown: Some(stop_tx),
             thread: Some(thread),
-            _site: site_tx,
+            site: site_tx,
         }
     }
 
@@ -177,7 +192,9 @@ impl Server {
                         return e;
                     }
                 }
-                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
                 Err(_) => panic!("no {what} event; seen: {:#?}", self.seen),
             }
         }
@@ -188,6 +205,11 @@ impl Server {
             self.seen.push(e);
         }
         &self.seen
+    }
+
+    /// What a SIGHUP does: hand the running server a new site.
+    fn reload(&self, site: Site) {
+        self.site.send(Arc::new(site)).unwrap();
     }
 
     fn stop(mut self) {
@@ -244,7 +266,11 @@ fn udhcpc_script(lab: &Lab) -> PathBuf {
          esac\n"
     );
     std::fs::write(&path, script).unwrap();
-    Command::new("chmod").args(["755"]).arg(&path).status().unwrap();
+    Command::new("chmod")
+        .args(["755"])
+        .arg(&path)
+        .status()
+        .unwrap();
     path
 }
 
@@ -274,7 +300,10 @@ fn udhcpc(lab: &Lab, ns: &str, extra: &[&str]) -> Child {
     let script = udhcpc_script(lab);
     let log = File::create(lab.path("udhcpc.log")).unwrap();
     Command::new("ip")
-        .args(["netns", "exec", ns, "busybox", "udhcpc", "-f", "-i", "cli0", "-t", "20", "-T", "1", "-A", "1", "-s"])
+        .args([
+            "netns", "exec", ns, "busybox", "udhcpc", "-f", "-i", "cli0", "-t", "20", "-T", "1",
+            "-A", "1", "-s",
+        ])
         .arg(&script)
         .args(extra)
         .stdout(log.try_clone().unwrap())
@@ -329,18 +358,36 @@ fn udhcpc_gets_its_reservation_renews_and_the_lease_survives_a_restart() {
 
     // The ACK was sent only after the lease was committed.
     let reader = SqliteStore::open(&db).unwrap();
-    let lease = reader.lease(Ipv4Addr::new(198, 18, 0, 11)).unwrap().expect("lease stored");
-    assert_eq!((lease.state, lease.mac.to_string()), (LeaseState::Bound, "52:54:00:12:00:01".into()));
+    let lease = reader
+        .lease(Ipv4Addr::new(198, 18, 0, 11))
+        .unwrap()
+        .expect("lease stored");
+    assert_eq!(
+        (lease.state, lease.mac.to_string()),
+        (LeaseState::Bound, "52:54:00:12:00:01".into())
+    );
     let first_expiry = lease.expires_at;
 
     // Renewal: SIGUSR1 makes udhcpc send a unicast REQUEST from its address.
-    let acks_before = server.drain().iter().filter(|e| e.kind == DhcpEventKind::Ack).count();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(client.id() as i32), nix::sys::signal::Signal::SIGUSR1).unwrap();
+    let acks_before = server
+        .drain()
+        .iter()
+        .filter(|e| e.kind == DhcpEventKind::Ack)
+        .count();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(client.id() as i32),
+        nix::sys::signal::Signal::SIGUSR1,
+    )
+    .unwrap();
     let renew = client_env(&lab, "renew");
     assert_eq!(renew["ip"], "198.18.0.11");
     let renew_ack = server.wait_for("renewal ack", |e| e.kind == DhcpEventKind::Ack);
     let _ = renew_ack;
-    let acks_after = server.drain().iter().filter(|e| e.kind == DhcpEventKind::Ack).count();
+    let acks_after = server
+        .drain()
+        .iter()
+        .filter(|e| e.kind == DhcpEventKind::Ack)
+        .count();
     assert_eq!(acks_after, acks_before + 1, "one more ACK for the renewal");
     let request = server
         .seen
@@ -349,8 +396,15 @@ fn udhcpc_gets_its_reservation_renews_and_the_lease_survives_a_restart() {
         .find(|e| e.kind == DhcpEventKind::Request)
         .expect("renewal request")
         .clone();
-    assert_eq!(request.ip, Some(Ipv4Addr::new(198, 18, 0, 11)), "RENEWING carries ciaddr");
-    let renewed = reader.lease(Ipv4Addr::new(198, 18, 0, 11)).unwrap().unwrap();
+    assert_eq!(
+        request.ip,
+        Some(Ipv4Addr::new(198, 18, 0, 11)),
+        "RENEWING carries ciaddr"
+    );
+    let renewed = reader
+        .lease(Ipv4Addr::new(198, 18, 0, 11))
+        .unwrap()
+        .unwrap();
     assert!(renewed.expires_at >= first_expiry);
     kill(&mut client);
 
@@ -379,15 +433,47 @@ fn unknown_mac_gets_a_pool_address_under_discover_and_nothing_under_ignore() {
     let mut server = Server::start(&srv, auth_site("ignore"), store.clone());
     // -n: give up after the tries; a nonzero exit is the expected outcome.
     let status = Command::new("ip")
-        .args(["netns", "exec", &cli, "busybox", "udhcpc", "-f", "-q", "-n", "-i", "cli0", "-t", "2", "-T", "1", "-s", "/bin/true"])
+        .args([
+            "netns",
+            "exec",
+            &cli,
+            "busybox",
+            "udhcpc",
+            "-f",
+            "-q",
+            "-n",
+            "-i",
+            "cli0",
+            "-t",
+            "2",
+            "-T",
+            "1",
+            "-s",
+            "/bin/true",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .unwrap();
-    assert!(!status.success(), "an unknown MAC must get no lease under the ignore policy");
+    assert!(
+        !status.success(),
+        "an unknown MAC must get no lease under the ignore policy"
+    );
     let silent = server.wait_for("silence", |e| e.kind == DhcpEventKind::Silent);
-    assert!(silent.reason.as_deref().unwrap().contains("unknown-node policy is ignore"), "{silent:?}");
-    assert!(!server.drain().iter().any(|e| e.kind == DhcpEventKind::Offer));
+    assert!(
+        silent
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("unknown-node policy is ignore"),
+        "{silent:?}"
+    );
+    assert!(
+        !server
+            .drain()
+            .iter()
+            .any(|e| e.kind == DhcpEventKind::Offer)
+    );
     server.stop();
 
     let mut server = Server::start(&srv, auth_site("discover"), store.clone());
@@ -395,8 +481,14 @@ fn unknown_mac_gets_a_pool_address_under_discover_and_nothing_under_ignore() {
     let bound = client_env(&lab, "bound");
     wait_exit(&mut client, &lab);
     let ip: Ipv4Addr = bound["ip"].parse().unwrap();
-    assert!((100..=109).contains(&ip.octets()[3]) && ip.octets()[..3] == [198, 18, 0], "pool address, got {ip}");
-    assert!(!bound.contains_key("hostname"), "an unknown node has no name to hand out");
+    assert!(
+        (100..=109).contains(&ip.octets()[3]) && ip.octets()[..3] == [198, 18, 0],
+        "pool address, got {ip}"
+    );
+    assert!(
+        !bound.contains_key("hostname"),
+        "an unknown node has no name to hand out"
+    );
     let ack = server.wait_for("ack", |e| e.kind == DhcpEventKind::Ack);
     assert_eq!((ack.node, ack.ip), (None, Some(ip)));
     assert_eq!(store.leases().all_leases().unwrap()[0].ip, ip);
@@ -414,11 +506,24 @@ fn pxe_and_ipxe_clients_get_the_arch_map_answer_on_the_wire() {
     let mut server = Server::start(&srv, auth_site("ignore"), store);
     let cases: [(&[&str], &str); 3] = [
         // UEFI x64 PXE: vendor class and option 93 = 7, as firmware sends them.
-        (&["-V", "PXEClient:Arch:00007:UNDI:003016", "-x", "0x5d:0007"], "snponly.efi"),
-        (&["-V", "PXEClient:Arch:00000:UNDI:002001", "-x", "0x5d:0000"], "undionly.kpxe"),
+        (
+            &["-V", "PXEClient:Arch:00007:UNDI:003016", "-x", "0x5d:0007"],
+            "snponly.efi",
+        ),
+        (
+            &["-V", "PXEClient:Arch:00000:UNDI:002001", "-x", "0x5d:0000"],
+            "undionly.kpxe",
+        ),
         // iPXE: user class "iPXE" (hex), whatever the architecture.
         (
-            &["-V", "PXEClient:Arch:00007:UNDI:003016", "-x", "0x5d:0007", "-x", "0x4d:69505845"],
+            &[
+                "-V",
+                "PXEClient:Arch:00007:UNDI:003016",
+                "-x",
+                "0x5d:0007",
+                "-x",
+                "0x4d:69505845",
+            ],
             "http://198.18.0.1:8080/boot/52-54-00-12-00-01.ipxe",
         ),
     ];
@@ -429,7 +534,11 @@ fn pxe_and_ipxe_clients_get_the_arch_map_answer_on_the_wire() {
         let bound = client_env(&lab, "bound");
         wait_exit(&mut client, &lab);
         assert_eq!(bound["ip"], "198.18.0.11");
-        assert_eq!(bound.get("boot_file").map(String::as_str), Some(want), "{args:?}: {bound:?}");
+        assert_eq!(
+            bound.get("boot_file").map(String::as_str),
+            Some(want),
+            "{args:?}: {bound:?}"
+        );
         if !want.starts_with("http") {
             assert_eq!(bound["siaddr"], "198.18.0.1", "next-server for TFTP");
         }
@@ -449,8 +558,14 @@ fn dhclient_gets_its_reservation() {
     if skip("dhclient_gets_its_reservation") {
         return;
     }
-    let dhclient = Command::new("sh").args(["-c", "command -v dhclient"]).output().unwrap();
-    assert!(dhclient.status.success(), "dhclient is missing; run scripts/deps.sh");
+    let dhclient = Command::new("sh")
+        .args(["-c", "command -v dhclient"])
+        .output()
+        .unwrap();
+    assert!(
+        dhclient.status.success(),
+        "dhclient is missing; run scripts/deps.sh"
+    );
     let mut lab = Lab::new();
     let (srv, cli) = lab.pair("198.18.0.1/24", "52:54:00:12:00:01");
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
@@ -464,7 +579,11 @@ fn dhclient_gets_its_reservation() {
         format!("#!/bin/sh\n[ \"$reason\" = BOUND ] && env | sort > {0}.tmp && mv {0}.tmp {0}\nexit 0\n", out.display()),
     )
     .unwrap();
-    Command::new("chmod").arg("755").arg(&hook).status().unwrap();
+    Command::new("chmod")
+        .arg("755")
+        .arg(&hook)
+        .status()
+        .unwrap();
     let mut child = Command::new("ip")
         .args(["netns", "exec", &cli, "dhclient", "-d", "-1", "-sf"])
         .arg(&hook)
@@ -479,7 +598,11 @@ fn dhclient_gets_its_reservation() {
         .unwrap();
     let deadline = Instant::now() + PATIENCE;
     while !out.exists() {
-        assert!(Instant::now() < deadline, "dhclient never bound: {}", std::fs::read_to_string(lab.path("dhclient.log")).unwrap_or_default());
+        assert!(
+            Instant::now() < deadline,
+            "dhclient never bound: {}",
+            std::fs::read_to_string(lab.path("dhclient.log")).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     kill(&mut child);
@@ -505,13 +628,19 @@ fn socket_in(ns: &str, dev: &str, addr: SocketAddrV4) -> UdpSocket {
     let (ns, dev) = (ns.to_owned(), dev.to_owned());
     std::thread::spawn(move || {
         enter(&ns);
-        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, Some(socket2::Protocol::UDP)).unwrap();
+        let s = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::DGRAM,
+            Some(socket2::Protocol::UDP),
+        )
+        .unwrap();
         s.set_reuse_address(true).unwrap();
         s.set_broadcast(true).unwrap();
         s.bind_device(Some(dev.as_bytes())).unwrap();
         s.bind(&SocketAddr::V4(addr).into()).unwrap();
         let s: UdpSocket = s.into();
-        s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
         s
     })
     .join()
@@ -520,7 +649,10 @@ fn socket_in(ns: &str, dev: &str, addr: SocketAddrV4) -> UdpSocket {
 
 /// Every DHCP message received on `socket` until `done` says stop (or the
 /// patience runs out: the caller's assertions then say what was missing).
-fn collect_replies(socket: &UdpSocket, mut done: impl FnMut() -> bool) -> Vec<(SocketAddr, Message)> {
+fn collect_replies(
+    socket: &UdpSocket,
+    mut done: impl FnMut() -> bool,
+) -> Vec<(SocketAddr, Message)> {
     let mut got = Vec::new();
     let mut buf = [0u8; 2048];
     let deadline = Instant::now() + PATIENCE;
@@ -544,7 +676,9 @@ fn encode(m: &Message) -> Vec<u8> {
 }
 
 fn fname(m: &Message) -> String {
-    String::from_utf8_lossy(m.fname().unwrap_or_default()).trim_end_matches('\0').to_owned()
+    String::from_utf8_lossy(m.fname().unwrap_or_default())
+        .trim_end_matches('\0')
+        .to_owned()
 }
 
 const PROXY_SITE: &str = r#"
@@ -580,7 +714,9 @@ fn proxy_beside_a_real_dhcp_server_gives_boot_options_and_no_address() {
     ] {
         let ns = lab.ns(role);
         let port = format!("lan-{role}");
-        ip(&["-n", &lan, "link", "add", &port, "type", "veth", "peer", "name", dev, "netns", &ns]);
+        ip(&[
+            "-n", &lan, "link", "add", &port, "type", "veth", "peer", "name", dev, "netns", &ns,
+        ]);
         ip(&["-n", &lan, "link", "set", &port, "master", "br0", "up"]);
         ip(&["-n", &ns, "link", "set", dev, "address", mac]);
         if let Some(addr) = addr {
@@ -620,7 +756,24 @@ fn proxy_beside_a_real_dhcp_server_gives_boot_options_and_no_address() {
     // the proxy ignores; so it is run with a few tries only, to make the
     // DISCOVERs and capture what ironrack answers on the wire.
     let mut pxe_client = Command::new("ip")
-        .args(["netns", "exec", &cli, "busybox", "udhcpc", "-f", "-q", "-n", "-i", "cli0", "-t", "2", "-T", "1", "-s", "/bin/true"])
+        .args([
+            "netns",
+            "exec",
+            &cli,
+            "busybox",
+            "udhcpc",
+            "-f",
+            "-q",
+            "-n",
+            "-i",
+            "cli0",
+            "-t",
+            "2",
+            "-T",
+            "1",
+            "-s",
+            "/bin/true",
+        ])
         .args(["-V", "PXEClient:Arch:00007:UNDI:003016", "-x", "0x5d:0007"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -630,23 +783,43 @@ fn proxy_beside_a_real_dhcp_server_gives_boot_options_and_no_address() {
     let proxy_offers: Vec<&Message> = seen
         .iter()
         .filter(|(from, m)| {
-            *from == SocketAddr::from(([198, 18, 0, 1], 67)) && m.opts().msg_type() == Some(MessageType::Offer)
+            *from == SocketAddr::from(([198, 18, 0, 1], 67))
+                && m.opts().msg_type() == Some(MessageType::Offer)
         })
         .map(|(_, m)| m)
         .collect();
-    assert!(!proxy_offers.is_empty(), "no proxy offer seen; got {} messages", seen.len());
+    assert!(
+        !proxy_offers.is_empty(),
+        "no proxy offer seen; got {} messages",
+        seen.len()
+    );
     for offer in &proxy_offers {
-        assert_eq!(offer.yiaddr(), Ipv4Addr::UNSPECIFIED, "a proxy offers no address");
+        assert_eq!(
+            offer.yiaddr(),
+            Ipv4Addr::UNSPECIFIED,
+            "a proxy offers no address"
+        );
         assert_eq!(offer.siaddr(), Ipv4Addr::new(198, 18, 0, 1));
         assert_eq!(fname(offer), "snponly.efi");
-        assert_eq!(offer.opts().get(OptionCode::ClassIdentifier), Some(&DhcpOption::ClassIdentifier(b"PXEClient".to_vec())));
-        assert_eq!(offer.opts().get(OptionCode::ServerIdentifier), Some(&DhcpOption::ServerIdentifier(Ipv4Addr::new(198, 18, 0, 1))));
+        assert_eq!(
+            offer.opts().get(OptionCode::ClassIdentifier),
+            Some(&DhcpOption::ClassIdentifier(b"PXEClient".to_vec()))
+        );
+        assert_eq!(
+            offer.opts().get(OptionCode::ServerIdentifier),
+            Some(&DhcpOption::ServerIdentifier(Ipv4Addr::new(198, 18, 0, 1)))
+        );
         assert!(offer.opts().get(OptionCode::AddressLeaseTime).is_none());
         assert!(offer.flags().broadcast());
     }
-    server.wait_for("proxy offer", |e| e.kind == DhcpEventKind::ProxyOffer && e.arch == Some(7));
+    server.wait_for("proxy offer", |e| {
+        e.kind == DhcpEventKind::ProxyOffer && e.arch == Some(7)
+    });
     server.wait_for("request on 67 ignored", |e| {
-        e.kind == DhcpEventKind::Silent && e.reason.as_deref().is_some_and(|r| r.contains("does not answer Request"))
+        e.kind == DhcpEventKind::Silent
+            && e.reason
+                .as_deref()
+                .is_some_and(|r| r.contains("does not answer Request"))
     });
     drop(listen);
 
@@ -660,17 +833,34 @@ fn proxy_beside_a_real_dhcp_server_gives_boot_options_and_no_address() {
     assert!((50..=60).contains(&ip_addr.octets()[3]), "{ip_addr}");
     assert!(!bound.contains_key("boot_file"), "{bound:?}");
     server.wait_for("plain client left alone", |e| {
-        e.kind == DhcpEventKind::Silent && e.reason.as_deref().is_some_and(|r| r.contains("not a PXE"))
+        e.kind == DhcpEventKind::Silent
+            && e.reason.as_deref().is_some_and(|r| r.contains("not a PXE"))
     });
-    assert!(!server.drain().iter().any(|e| matches!(e.kind, DhcpEventKind::Offer | DhcpEventKind::Ack)));
+    assert!(
+        !server
+            .drain()
+            .iter()
+            .any(|e| matches!(e.kind, DhcpEventKind::Offer | DhcpEventKind::Ack))
+    );
 
     // The PXE client's next step: a REQUEST to the proxy's port 4011, from
     // the address it now has; the ACK comes back to that source.
     let pxe = socket_in(&cli, "cli0", SocketAddrV4::new(ip_addr, 0));
-    let mut req = Message::new_with_id(42, ip_addr, Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, &[0x52, 0x54, 0, 0x12, 0, 7]);
-    req.opts_mut().insert(DhcpOption::MessageType(MessageType::Request));
-    req.opts_mut().insert(DhcpOption::ClientSystemArchitecture(7.into()));
-    req.opts_mut().insert(DhcpOption::ClassIdentifier(b"PXEClient:Arch:00007:UNDI:003016".to_vec()));
+    let mut req = Message::new_with_id(
+        42,
+        ip_addr,
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::UNSPECIFIED,
+        &[0x52, 0x54, 0, 0x12, 0, 7],
+    );
+    req.opts_mut()
+        .insert(DhcpOption::MessageType(MessageType::Request));
+    req.opts_mut()
+        .insert(DhcpOption::ClientSystemArchitecture(7.into()));
+    req.opts_mut().insert(DhcpOption::ClassIdentifier(
+        b"PXEClient:Arch:00007:UNDI:003016".to_vec(),
+    ));
     pxe.send_to(&encode(&req), "198.18.0.1:4011").unwrap();
     let got = collect_replies(&pxe, {
         let mut tries = 0;
@@ -679,14 +869,20 @@ fn proxy_beside_a_real_dhcp_server_gives_boot_options_and_no_address() {
             tries > 10
         }
     });
-    let (from, ack) = got.iter().find(|(_, m)| m.xid() == 42).expect("ACK from port 4011");
+    let (from, ack) = got
+        .iter()
+        .find(|(_, m)| m.xid() == 42)
+        .expect("ACK from port 4011");
     assert_eq!(*from, SocketAddr::from(([198, 18, 0, 1], 4011)));
     assert_eq!(ack.opts().msg_type(), Some(MessageType::Ack));
     assert_eq!(ack.yiaddr(), Ipv4Addr::UNSPECIFIED);
     assert_eq!(fname(ack), "snponly.efi");
     assert_eq!(ack.siaddr(), Ipv4Addr::new(198, 18, 0, 1));
     server.wait_for("proxy ack", |e| e.kind == DhcpEventKind::ProxyAck);
-    assert!(store.leases().all_leases().unwrap().is_empty(), "a proxy stores no leases");
+    assert!(
+        store.leases().all_leases().unwrap().is_empty(),
+        "a proxy stores no leases"
+    );
 
     kill(&mut udhcpd);
     server.stop();
@@ -732,7 +928,9 @@ fn hostile_datagrams_are_refused_with_reasons_and_the_server_keeps_serving() {
     let mut no_type = raw_discover(mac, &[]);
     no_type.truncate(240);
     no_type.extend_from_slice(&[61, 7, 1, 0x52, 0x54, 0, 0x12, 0, 1, 255]);
-    let noise: Vec<u8> = (0..1400u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let noise: Vec<u8> = (0..1400u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (Vec::new(), "too short"),
         (vec![1; 100], "too short"),
@@ -747,18 +945,39 @@ fn hostile_datagrams_are_refused_with_reasons_and_the_server_keeps_serving() {
         (no_type, "no DHCP message type"),
         (noise, ""),
     ];
-    let sender = socket_in(&cli, "cli0", SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 200), 0));
+    let sender = socket_in(
+        &cli,
+        "cli0",
+        SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 200), 0),
+    );
     for (i, (bytes, _)) in cases.iter().enumerate() {
         // Alternate unicast and broadcast: both paths reach the handler.
-        let to = if i % 2 == 0 { "198.18.0.1:67" } else { "255.255.255.255:67" };
+        let to = if i % 2 == 0 {
+            "198.18.0.1:67"
+        } else {
+            "255.255.255.255:67"
+        };
         sender.send_to(bytes, to).unwrap();
     }
     for (_, why) in &cases {
-        let e = server.wait_for(why, |e| e.kind == DhcpEventKind::Refused && e.reason.as_deref().unwrap().contains(why));
-        assert!(e.reason.unwrap().contains("from 198.18.0.200:"), "the refusal names the sender");
+        let e = server.wait_for(why, |e| {
+            e.kind == DhcpEventKind::Refused && e.reason.as_deref().unwrap().contains(why)
+        });
+        assert!(
+            e.reason.unwrap().contains("from 198.18.0.200:"),
+            "the refusal names the sender"
+        );
     }
-    let refused = server.drain().iter().filter(|e| e.kind == DhcpEventKind::Refused).count();
-    assert_eq!(refused, cases.len(), "each hostile datagram refused exactly once");
+    let refused = server
+        .drain()
+        .iter()
+        .filter(|e| e.kind == DhcpEventKind::Refused)
+        .count();
+    assert_eq!(
+        refused,
+        cases.len(),
+        "each hostile datagram refused exactly once"
+    );
     assert!(!server.seen.iter().any(|e| e.kind == DhcpEventKind::Offer));
 
     // Still serving: a real client gets its reservation.
@@ -778,23 +997,62 @@ fn relayed_requests_are_answered_to_the_relay_port() {
     let (srv, relay_ns) = lab.pair("198.18.0.1/24", "52:54:00:aa:00:04");
     // The relay agent's address on the routed rack subnet, and the route
     // the server uses to reach it.
-    ip(&["-n", &relay_ns, "addr", "add", "198.18.4.1/24", "dev", "cli0"]);
-    ip(&["-n", &relay_ns, "addr", "add", "198.18.0.4/24", "dev", "cli0"]);
-    ip(&["-n", &srv, "route", "add", "198.18.4.0/24", "via", "198.18.0.4", "dev", "srv0"]);
+    ip(&[
+        "-n",
+        &relay_ns,
+        "addr",
+        "add",
+        "198.18.4.1/24",
+        "dev",
+        "cli0",
+    ]);
+    ip(&[
+        "-n",
+        &relay_ns,
+        "addr",
+        "add",
+        "198.18.0.4/24",
+        "dev",
+        "cli0",
+    ]);
+    ip(&[
+        "-n",
+        &srv,
+        "route",
+        "add",
+        "198.18.4.0/24",
+        "via",
+        "198.18.0.4",
+        "dev",
+        "srv0",
+    ]);
     let text = AUTH_SITE.replace("UNKNOWN", "ignore")
         + "[[relay]]\nsubnet = \"198.18.4.0/24\"\nrouter = \"198.18.4.1\"\n\
            [[rack]]\nname = \"r4\"\n[[rack.node]]\nmac = \"52:54:00:44:00:01\"\nhostname = \"gpu-r4-n1\"\nip = \"198.18.4.21\"\n";
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
     let mut server = Server::start(&srv, site(&text), store.clone());
-    let relay = socket_in(&relay_ns, "cli0", SocketAddrV4::new(Ipv4Addr::new(198, 18, 4, 1), 67));
+    let relay = socket_in(
+        &relay_ns,
+        "cli0",
+        SocketAddrV4::new(Ipv4Addr::new(198, 18, 4, 1), 67),
+    );
     let chaddr = [0x52, 0x54, 0, 0x44, 0, 1];
     let relayed = |kind: MessageType, xid: u32| {
-        let mut m = Message::new_with_id(xid, Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, Ipv4Addr::new(198, 18, 4, 1), &chaddr);
+        let mut m = Message::new_with_id(
+            xid,
+            Ipv4Addr::UNSPECIFIED,
+            Ipv4Addr::UNSPECIFIED,
+            Ipv4Addr::UNSPECIFIED,
+            Ipv4Addr::new(198, 18, 4, 1),
+            &chaddr,
+        );
         m.set_hops(1);
         m.opts_mut().insert(DhcpOption::MessageType(kind));
         m
     };
-    relay.send_to(&encode(&relayed(MessageType::Discover, 7)), "198.18.0.1:67").unwrap();
+    relay
+        .send_to(&encode(&relayed(MessageType::Discover, 7)), "198.18.0.1:67")
+        .unwrap();
     let got = collect_replies(&relay, {
         let mut n = 0;
         move || {
@@ -802,15 +1060,25 @@ fn relayed_requests_are_answered_to_the_relay_port() {
             n > 10
         }
     });
-    let (from, offer) = got.iter().find(|(_, m)| m.xid() == 7).expect("offer relayed back");
+    let (from, offer) = got
+        .iter()
+        .find(|(_, m)| m.xid() == 7)
+        .expect("offer relayed back");
     assert_eq!(*from, SocketAddr::from(([198, 18, 0, 1], 67)));
     assert_eq!(offer.yiaddr(), Ipv4Addr::new(198, 18, 4, 21));
     assert_eq!(offer.giaddr(), Ipv4Addr::new(198, 18, 4, 1));
-    assert_eq!(offer.opts().get(OptionCode::Router), Some(&DhcpOption::Router(vec![Ipv4Addr::new(198, 18, 4, 1)])));
+    assert_eq!(
+        offer.opts().get(OptionCode::Router),
+        Some(&DhcpOption::Router(vec![Ipv4Addr::new(198, 18, 4, 1)]))
+    );
 
     let mut req = relayed(MessageType::Request, 8);
-    req.opts_mut().insert(DhcpOption::ServerIdentifier(Ipv4Addr::new(198, 18, 0, 1)));
-    req.opts_mut().insert(DhcpOption::RequestedIpAddress(Ipv4Addr::new(198, 18, 4, 21)));
+    req.opts_mut()
+        .insert(DhcpOption::ServerIdentifier(Ipv4Addr::new(198, 18, 0, 1)));
+    req.opts_mut()
+        .insert(DhcpOption::RequestedIpAddress(Ipv4Addr::new(
+            198, 18, 4, 21,
+        )));
     relay.send_to(&encode(&req), "198.18.0.1:67").unwrap();
     let got = collect_replies(&relay, {
         let mut n = 0;
@@ -819,11 +1087,66 @@ fn relayed_requests_are_answered_to_the_relay_port() {
             n > 10
         }
     });
-    let (_, ack) = got.iter().find(|(_, m)| m.xid() == 8).expect("ack relayed back");
+    let (_, ack) = got
+        .iter()
+        .find(|(_, m)| m.xid() == 8)
+        .expect("ack relayed back");
     assert_eq!(ack.opts().msg_type(), Some(MessageType::Ack));
     assert_eq!(ack.yiaddr(), Ipv4Addr::new(198, 18, 4, 21));
     let e = server.wait_for("ack", |e| e.kind == DhcpEventKind::Ack);
     assert_eq!(e.node.as_deref(), Some("gpu-r4-n1"));
-    assert_eq!(store.leases().all_leases().unwrap()[0].ip, Ipv4Addr::new(198, 18, 4, 21));
+    assert_eq!(
+        store.leases().all_leases().unwrap()[0].ip,
+        Ipv4Addr::new(198, 18, 4, 21)
+    );
+    server.stop();
+}
+
+#[test]
+fn a_reloaded_site_applies_to_the_next_request() {
+    if skip("a_reloaded_site_applies_to_the_next_request") {
+        return;
+    }
+    let mut lab = Lab::new();
+    let (srv, cli) = lab.pair("198.18.0.1/24", "52:54:00:12:00:09");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
+    let mut server = Server::start(&srv, auth_site("ignore"), store);
+    let status = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &cli,
+            "busybox",
+            "udhcpc",
+            "-f",
+            "-q",
+            "-n",
+            "-i",
+            "cli0",
+            "-t",
+            "1",
+            "-T",
+            "1",
+            "-s",
+            "/bin/true",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!status.success(), "not in the site yet: no lease");
+    server.wait_for("ignored", |e| e.kind == DhcpEventKind::Silent);
+
+    // The operator adds the node and reloads; the server keeps running.
+    let text = AUTH_SITE.replace("UNKNOWN", "ignore")
+        + "[[rack.node]]\nmac = \"52:54:00:12:00:09\"\nhostname = \"gpu-r1-n9\"\nip = \"198.18.0.19\"\n";
+    server.reload(site(&text));
+    let mut client = udhcpc(&lab, &cli, &["-q"]);
+    let bound = client_env(&lab, "bound");
+    wait_exit(&mut client, &lab);
+    assert_eq!(
+        (bound["ip"].as_str(), bound["hostname"].as_str()),
+        ("198.18.0.19", "gpu-r1-n9")
+    );
     server.stop();
 }
