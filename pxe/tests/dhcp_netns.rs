@@ -34,6 +34,7 @@ fn is_root() -> bool {
 }
 
 /// True (and a loud SKIP line) when this test cannot run here.
+#[allow(clippy::print_stderr)] // the SKIP line must reach the test output
 fn skip(test: &str) -> bool {
     if is_root() {
         for tool in ["ip", "busybox"] {
