@@ -371,7 +371,11 @@ fn plain_dhcp_client_gets_no_boot_options() {
     );
     let m = &reply(&d).message;
     assert!(m.fname().is_none() && bootfile_opt(m).is_none() && vendor_class(m).is_none());
-    assert_eq!(m.siaddr(), Ipv4Addr::UNSPECIFIED);
+    assert_eq!(
+        m.siaddr(),
+        Ipv4Addr::UNSPECIFIED,
+        "no next-server for a client that is not booting"
+    );
 }
 
 #[test]
@@ -887,6 +891,8 @@ fn proxy_offer_has_boot_options_and_no_address() {
         );
         assert!(vendor_class(&r.message).is_some(), "{want}: option 60");
         assert_eq!(file(&r.message), want);
+        // iPXE drops proxy answers without siaddr, even for HTTP URLs.
+        assert_eq!(r.message.siaddr(), SERVER, "{want}");
         assert!(r.message.flags().broadcast());
         assert_eq!(r.to, BCAST);
         assert!(d.lease.is_none(), "proxy keeps no leases");

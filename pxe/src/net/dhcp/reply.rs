@@ -79,16 +79,15 @@ pub fn add_address_options(
 }
 
 /// The boot file and everything firmware may look for it in: `file` and
-/// option 67 (some ROMs read only one of them), next-server in `siaddr` and
-/// option 66 for TFTP, option 60 echoing the client's class (UEFI needs
+/// option 67 (some ROMs read only one of them), next-server in `siaddr`
+/// always (iPXE ignores a proxyDHCP answer without both siaddr and a file
+/// name, even when the file is an HTTP URL) and option 66 for TFTP, option 60 echoing the client's class (UEFI needs
 /// `PXEClient` or `HTTPClient` to accept the offer as a boot offer), option
 /// 97 echoed (some PXE ROMs drop offers without it), and for BIOS PXE the
 /// discovery control that makes the ROM boot the file directly.
 pub fn add_boot(msg: &mut Message, req: &Request, choice: &BootChoice, server_ip: Ipv4Addr) {
     msg.set_fname(choice.file.as_bytes());
-    if choice.transport == Transport::Tftp {
-        msg.set_siaddr(server_ip);
-    }
+    msg.set_siaddr(server_ip);
     let opts = msg.opts_mut();
     if choice.transport == Transport::Tftp {
         opts.insert(DhcpOption::TFTPServerName(

@@ -11,7 +11,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::site::{DhcpMode, Site};
+use crate::site::Site;
 use crate::store::Store;
 
 use super::events::{DhcpEvent, DhcpEventKind, DhcpEvents};
@@ -89,8 +89,8 @@ impl DhcpServer {
         }
     }
 
-    /// Loads the leases and binds port 67 on every interface of the site
-    /// (and 4011 in proxy mode). Returns once the sockets listen.
+    /// Loads the leases and binds ports 67 and 4011 on every interface of
+    /// the site. Returns once the sockets listen.
     pub async fn bind(self) -> Result<BoundDhcpServer, DhcpError> {
         let store = self.store.clone();
         let stored = tokio::task::spawn_blocking(move || store.leases().all_leases())
@@ -99,11 +99,11 @@ impl DhcpServer {
         let site = self.site.borrow().clone();
         let mut listeners = Vec::new();
         for iface in &site.config.interfaces {
-            let mut ports = vec![(SERVER_PORT, Port::Dhcp)];
-            if site.mode() == DhcpMode::Proxy {
-                ports.push((PXE_PORT, Port::Pxe));
-            }
-            for (number, port) in ports {
+            // 4011 in both modes: UEFI PXE (EDK2) treats an offer that
+            // says PXEClient but carries no boot menu as a "BINL" offer and
+            // asks port 4011 of the server for the boot file, even when the
+            // offer came from the authoritative server.
+            for (number, port) in [(SERVER_PORT, Port::Dhcp), (PXE_PORT, Port::Pxe)] {
                 let socket = socket::bind_on_interface(&iface.name, number)?;
                 tracing::info!(interface = %iface.name, port = number, server_ip = %iface.address.addr, "DHCP listening");
                 listeners.push(Arc::new(Listener {
