@@ -312,3 +312,32 @@ fn mac_and_prefix_parsing() {
         assert!(bad.parse::<Ipv4Net>().is_err(), "{bad}");
     }
 }
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+        /// Any text: an error or a site, never a panic; errors point inside
+        /// the file.
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,300}") {
+            if let Err(SiteError::Parse { line, .. }) = load(&text) {
+                prop_assert!(line >= 1 && line <= text.lines().count().max(1) + 1);
+            }
+        }
+
+        /// The good file with one slice replaced by arbitrary text.
+        #[test]
+        fn mutated_site_never_panics(at in 0usize..1200, len in 0usize..40, junk in "\\PC{0,20}") {
+            let at = at.min(GOOD.len());
+            let end = (at + len).min(GOOD.len());
+            if GOOD.is_char_boundary(at) && GOOD.is_char_boundary(end) {
+                let text = format!("{}{}{}", &GOOD[..at], junk, &GOOD[end..]);
+                let _ = load(&text);
+            }
+        }
+    }
+}

@@ -11,7 +11,10 @@ use super::{
 };
 
 pub(super) fn parse_error(path: &Path, text: &str, err: &toml::de::Error) -> SiteError {
-    let start = err.span().map(|s| s.start).unwrap_or(0).min(text.len());
+    let mut start = err.span().map(|s| s.start).unwrap_or(0).min(text.len());
+    while !text.is_char_boundary(start) {
+        start -= 1;
+    }
     let before = &text[..start];
     let line = before.matches('\n').count() + 1;
     let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
