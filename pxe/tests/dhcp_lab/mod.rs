@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 use std::fs::File;
+use std::io::Write;
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -29,8 +30,9 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// True (and a loud SKIP line) when this test cannot run here.
-#[allow(clippy::print_stderr)] // the SKIP line must reach the test output
+/// True (and a loud SKIP line) when this test cannot run here. The line is
+/// written to stderr directly, not through `eprintln!`, so the test
+/// harness's output capture does not swallow it.
 pub fn skip(test: &str) -> bool {
     if is_root() {
         for tool in ["ip", "busybox"] {
@@ -44,7 +46,8 @@ pub fn skip(test: &str) -> bool {
         }
         return false;
     }
-    eprintln!(
+    let _ = writeln!(
+        std::io::stderr().lock(),
         "SKIP {test}: needs root for network namespaces (CI runs as root) *** NOT TESTED ***"
     );
     true
