@@ -14,6 +14,12 @@ packages=(
   swtpm swtpm-tools
   # pxe: GnuTLS certtool re-issues EK certificates in the EK checks tests
   gnutls-bin
+  # pxe: real DHCP clients (udhcpc, and udhcpd as a site's own DHCP server
+  # beside the proxy) and `ip netns` for pxe/tests/dhcp_netns.rs
+  busybox-static isc-dhcp-client iproute2
+  # pxe: real boot firmware against the DHCP server (pxe/tests/dhcp_firmware.rs):
+  # SeaBIOS + the NIC's iPXE ROM, and OVMF's UEFI PXE, under qemu
+  qemu-system-x86 ovmf ipxe-qemu
 )
 
 missing=()

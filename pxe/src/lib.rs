@@ -1,6 +1,11 @@
 //! The PXE service (DHCP, TFTP, HTTP), inventory, the attestation server and
 //! the node agent.
 //!
-//! See ARCHITECTURE.md for the map of what exists and what is planned.
+//! Built so far: the site configuration ([`site`]), the DHCP/proxyDHCP
+//! server ([`net::dhcp`]), lease persistence ([`store`]) and the
+//! attestation primitives ([`attest`]). See ARCHITECTURE.md for the map.
 
 pub mod attest;
+pub mod net;
+pub mod site;
+pub mod store;

@@ -1,0 +1,183 @@
+//! The server's in-memory view of who holds which address: the persisted
+//! leases plus short-lived offers. The policy reads it; the server applies
+//! the [`LeaseChange`] the policy returns, to the store first (durably) and
+//! then here.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+use crate::site::MacAddr;
+use crate::store::{Lease, LeaseState};
+
+/// How long an offered address stays set aside for the client it was
+/// offered to (RFC 2131 leaves it to the server; a PXE ROM that waits for
+/// several offers takes a few seconds).
+pub const OFFER_HOLD_SECS: u64 = 60;
+/// How long a declined address is kept out of the pool.
+pub const DECLINE_QUARANTINE_SECS: u64 = 600;
+
+/// An address offered but not yet requested.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offer {
+    /// The offered address.
+    pub ip: Ipv4Addr,
+    /// Until when it is set aside.
+    pub until: u64,
+}
+
+/// What the policy wants done to the lease state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseChange {
+    /// Set `ip` aside for `mac` (not persisted).
+    Offer {
+        /// The client.
+        mac: MacAddr,
+        /// The offer.
+        offer: Offer,
+    },
+    /// Forget an offer (the client chose another server).
+    DropOffer {
+        /// The client.
+        mac: MacAddr,
+    },
+    /// Store a bound or declined lease (persisted before any reply).
+    Put(Lease),
+    /// The client released its lease.
+    Release {
+        /// The address.
+        ip: Ipv4Addr,
+    },
+}
+
+/// Who holds an address right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holder {
+    /// Bound to a client.
+    Bound(MacAddr),
+    /// Offered to a client.
+    Offered(MacAddr),
+    /// Declined; out of use until the quarantine ends.
+    Declined,
+}
+
+/// Leases and offers, indexed both ways.
+#[derive(Debug, Clone, Default)]
+pub struct LeaseTable {
+    by_ip: HashMap<Ipv4Addr, Lease>,
+    bound_by_mac: HashMap<MacAddr, Ipv4Addr>,
+    offers: HashMap<MacAddr, Offer>,
+    offered_ips: HashMap<Ipv4Addr, MacAddr>,
+}
+
+impl LeaseTable {
+    /// A table holding `leases` (as loaded from the store).
+    pub fn from_leases(leases: impl IntoIterator<Item = Lease>) -> LeaseTable {
+        let mut t = LeaseTable::default();
+        for lease in leases {
+            t.put(lease);
+        }
+        t
+    }
+
+    /// The client's bound lease, if still valid at `now`.
+    pub fn bound(&self, mac: &MacAddr, now: u64) -> Option<&Lease> {
+        let ip = self.bound_by_mac.get(mac)?;
+        self.by_ip
+            .get(ip)
+            .filter(|l| l.state == LeaseState::Bound && l.is_active(now))
+    }
+
+    /// The client's pending offer, if still held at `now`.
+    pub fn offer(&self, mac: &MacAddr, now: u64) -> Option<Offer> {
+        self.offers.get(mac).copied().filter(|o| o.until > now)
+    }
+
+    /// Who holds `ip` at `now`, if anyone.
+    pub fn holder(&self, ip: Ipv4Addr, now: u64) -> Option<Holder> {
+        if let Some(lease) = self.by_ip.get(&ip).filter(|l| l.is_active(now)) {
+            return Some(match lease.state {
+                LeaseState::Bound => Holder::Bound(lease.mac),
+                LeaseState::Declined => Holder::Declined,
+            });
+        }
+        let mac = self.offered_ips.get(&ip)?;
+        self.offer(mac, now)
+            .filter(|o| o.ip == ip)
+            .map(|_| Holder::Offered(*mac))
+    }
+
+    /// Whether `mac` may be given `ip` (nobody else holds it, not declined).
+    pub fn is_free_for(&self, ip: Ipv4Addr, mac: &MacAddr, now: u64) -> bool {
+        match self.holder(ip, now) {
+            None => true,
+            Some(Holder::Bound(m) | Holder::Offered(m)) => m == *mac,
+            Some(Holder::Declined) => false,
+        }
+    }
+
+    /// Applies a change decided by the policy.
+    pub fn apply(&mut self, change: &LeaseChange) {
+        match change {
+            LeaseChange::Offer { mac, offer } => {
+                self.drop_offer(mac);
+                self.offers.insert(*mac, *offer);
+                self.offered_ips.insert(offer.ip, *mac);
+            }
+            LeaseChange::DropOffer { mac } => self.drop_offer(mac),
+            LeaseChange::Put(lease) => {
+                self.drop_offer(&lease.mac);
+                self.put(lease.clone());
+            }
+            LeaseChange::Release { ip } => {
+                if let Some(lease) = self.by_ip.remove(ip)
+                    && self.bound_by_mac.get(&lease.mac) == Some(ip)
+                {
+                    self.bound_by_mac.remove(&lease.mac);
+                }
+            }
+        }
+    }
+
+    /// Number of records (bound and declined, expired included).
+    pub fn len(&self) -> usize {
+        self.by_ip.len()
+    }
+
+    /// Whether there are no records.
+    pub fn is_empty(&self) -> bool {
+        self.by_ip.is_empty()
+    }
+
+    /// Forgets expired leases and offers.
+    pub fn prune(&mut self, now: u64) {
+        self.by_ip.retain(|_, l| l.is_active(now));
+        let by_ip = &self.by_ip;
+        self.bound_by_mac.retain(|_, ip| by_ip.contains_key(ip));
+        self.offers.retain(|_, o| o.until > now);
+        let offers = &self.offers;
+        self.offered_ips
+            .retain(|ip, mac| offers.get(mac).is_some_and(|o| o.ip == *ip));
+    }
+
+    fn drop_offer(&mut self, mac: &MacAddr) {
+        if let Some(old) = self.offers.remove(mac) {
+            self.offered_ips.remove(&old.ip);
+        }
+    }
+
+    fn put(&mut self, lease: Lease) {
+        // Whoever held this address before loses it.
+        if let Some(prev) = self.by_ip.remove(&lease.ip)
+            && self.bound_by_mac.get(&prev.mac) == Some(&lease.ip)
+        {
+            self.bound_by_mac.remove(&prev.mac);
+        }
+        // A client holds one address: a new bound lease replaces its old one.
+        if lease.state == LeaseState::Bound
+            && let Some(old_ip) = self.bound_by_mac.insert(lease.mac, lease.ip)
+        {
+            self.by_ip.remove(&old_ip);
+        }
+        self.by_ip.insert(lease.ip, lease);
+    }
+}

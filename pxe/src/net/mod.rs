@@ -1,0 +1,3 @@
+//! Network servers of the PXE service.
+
+pub mod dhcp;
