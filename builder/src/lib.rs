@@ -2,4 +2,10 @@
 //! kernel modules, NVIDIA chain, initramfs, UKI, measurements and the
 //! signed manifest.
 //!
-//! Nothing is implemented yet; see ARCHITECTURE.md for the planned stages.
+//! Built so far: [`source`], the Debian-format layer the later stages
+//! stand on. See ARCHITECTURE.md for the planned stages.
+
+pub mod source;
+
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;
