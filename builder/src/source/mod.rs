@@ -6,10 +6,16 @@
 //! [`Error`] naming the file, line, package or member at fault; none of
 //! them panics on bad input (property-tested).
 
+pub mod ar;
+pub mod catalog;
+pub mod compress;
 pub mod control;
+pub mod deb;
 pub mod error;
+pub mod index;
 pub mod names;
 pub mod relation;
+pub mod release;
 pub mod version;
 
 pub use error::Error;
