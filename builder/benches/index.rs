@@ -1,1 +1,110 @@
-fn main() {}
+//! Benchmark: parse a full Packages index (bookworm main: ~63k packages).
+//!
+//! `cargo bench -p ironrack-builder --bench index -- PATH [RUNS]`, or via
+//! `scripts/bench-index.sh`, which finds the index and times apt beside it.
+//! Prints the median and best of RUNS runs for each step; asserts nothing.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use ironrack_builder::source::catalog::Catalog;
+use ironrack_builder::source::index::{parse_packages, read_index_text};
+use ironrack_builder::source::names::Interner;
+
+/// CPU time of this thread (ns on CPU, from the scheduler), so a busy
+/// machine shows in wall time but not here.
+fn thread_cpu() -> Duration {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .map_or(Duration::ZERO, Duration::from_nanos)
+}
+
+struct Timing {
+    wall_median: Duration,
+    wall_best: Duration,
+    cpu_median: Duration,
+}
+
+impl std::fmt::Display for Timing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "wall median {:>9.1?}  best {:>9.1?}  cpu median {:>9.1?}",
+            self.wall_median, self.wall_best, self.cpu_median
+        )
+    }
+}
+
+fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> (Timing, T) {
+    let mut wall = Vec::with_capacity(runs);
+    let mut cpu = Vec::with_capacity(runs);
+    let mut last = None;
+    for _ in 0..runs {
+        let (start, start_cpu) = (Instant::now(), thread_cpu());
+        let out = f();
+        wall.push(start.elapsed());
+        cpu.push(thread_cpu().saturating_sub(start_cpu));
+        last = Some(out);
+    }
+    wall.sort();
+    cpu.sort();
+    let timing = Timing {
+        wall_median: wall[runs / 2],
+        wall_best: wall[0],
+        cpu_median: cpu[runs / 2],
+    };
+    (timing, last.expect("runs > 0"))
+}
+
+fn main() -> ExitCode {
+    // cargo bench passes `--bench`; skip flags.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let Some(path) = args.first().map(PathBuf::from) else {
+        eprintln!("usage: index PACKAGES-FILE [RUNS]   (see scripts/bench-index.sh)");
+        return ExitCode::from(2);
+    };
+    let runs: usize = args.get(1).and_then(|r| r.parse().ok()).unwrap_or(7).max(1);
+    let (t, text) = time(runs, || read_index_text(&path));
+    let text = match text {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mb = text.len() as f64 / 1e6;
+    println!("index: {} ({mb:.1} MB of text)", path.display());
+    println!("read+decompress   {t}");
+    let (t, parsed) = time(runs, || {
+        let mut names = Interner::new();
+        parse_packages(&text, "bench", &mut names).map(|p| (p.len(), names.len()))
+    });
+    let (packages, names) = match parsed {
+        Ok(counts) => counts,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let rate = mb / t.cpu_median.as_secs_f64();
+    println!("parse             {t}  ({rate:.0} MB/s of CPU)");
+    println!("                  {packages} packages, {names} distinct names");
+    let (t, _) = time(runs, || {
+        let mut catalog = Catalog::new();
+        catalog.add_packages_text(&text, "bench").map(|_| catalog)
+    });
+    println!("parse+catalog     {t}");
+    let (t, _) = time(runs, || {
+        let mut catalog = Catalog::new();
+        catalog.read_packages_file(&path).map(|_| catalog)
+    });
+    println!("file->catalog     {t}");
+    println!("(each run includes freeing what it built)");
+    ExitCode::SUCCESS
+}

@@ -7,5 +7,5 @@
 
 pub mod source;
 
-#[cfg(any(test, feature = "fixtures"))]
+#[cfg(feature = "fixtures")]
 pub mod fixtures;

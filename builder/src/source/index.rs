@@ -214,7 +214,10 @@ pub fn package_from_fields(
         package: package.to_owned(),
         field,
     };
-    let mut b = Builder::default();
+    let mut b = Builder {
+        other: String::with_capacity(512),
+        ..Builder::default()
+    };
     for f in fields {
         b.field(f, names)
             .map_err(|e| field_error(origin, package, f, e))?;
