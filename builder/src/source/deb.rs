@@ -232,6 +232,9 @@ fn read_control_tar<R: Read>(
         entry.read_to_end(&mut data).map_err(tar_error)?;
         out.push(ControlMember { name, mode, data });
     }
+    // The tar end marker is not the end of the compressed stream: read to
+    // the end so a damaged tail is an error here too.
+    io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(tar_error)?;
     Ok(out)
 }
 
@@ -263,8 +266,23 @@ impl<R: Read> DataTar<R> {
         self.compression
     }
 
+    /// Reads the rest of the member after the tar end marker and checks it
+    /// decompresses cleanly to its end. Tar readers stop at the end blocks,
+    /// so without this a truncated or corrupted compressed tail would go
+    /// unnoticed: call it after the last entry.
+    pub fn finish(self) -> Result<(), Error> {
+        let mut rest = self.archive.into_inner();
+        io::copy(&mut rest, &mut io::sink())
+            .map(|_| ())
+            .map_err(|source| Error::Tar {
+                path: self.path,
+                member: self.member,
+                source,
+            })
+    }
+
     /// The entries, one at a time; each must be read (or skipped) before
-    /// the next, as with any tar stream.
+    /// the next, as with any tar stream. Call [`DataTar::finish`] after.
     pub fn entries(&mut self) -> Result<DataEntries<'_, R>, Error> {
         let Self {
             path,

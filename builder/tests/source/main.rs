@@ -1,0 +1,10 @@
+//! Integration tests of the Debian-format layer against the real tools:
+//! dpkg (`--compare-versions`), dpkg-deb (`--build`, `--info`,
+//! `--contents`, `-x`, `-e`) and apt (`update`, `apt-cache show`,
+//! `apt-get -s install`) with a private configuration.
+
+mod apt_repo;
+mod deb_tools;
+mod dpkg_versions;
+mod props;
+mod util;
