@@ -6,5 +6,6 @@
 mod apt_repo;
 mod deb_tools;
 mod dpkg_versions;
+mod host_apt;
 mod props;
 mod util;
