@@ -71,12 +71,12 @@ fn version(rng: &mut Rng) -> String {
     let mut v = String::new();
     match rng.below(16) {
         0..=10 => {}
-        11 => v.push_str(*rng.pick(&["0:", "1:", "2:", "01:", "+1:"])),
-        12 => v.push_str(*rng.pick(&["a:", ":", "1a:", "2147483648:", "99999999999:"])),
+        11 => v.push_str(rng.pick::<&str>(&["0:", "1:", "2:", "01:", "+1:"])),
+        12 => v.push_str(rng.pick::<&str>(&["a:", ":", "1a:", "2147483648:", "99999999999:"])),
         _ => v.push_str(&format!("{}:", rng.below(4))),
     }
     if rng.below(12) == 0 {
-        v.push_str(*rng.pick(&["a", "~", "."]));
+        v.push_str(rng.pick::<&str>(&["a", "~", "."]));
     } else {
         v.push(char::from(b'0' + rng.below(10) as u8));
     }

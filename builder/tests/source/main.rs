@@ -3,6 +3,9 @@
 //! `--contents`, `-x`, `-e`) and apt (`update`, `apt-cache show`,
 //! `apt-get -s install`) with a private configuration.
 
+// SKIP notices must be loud, on stderr.
+#![allow(clippy::print_stderr)]
+
 mod apt_repo;
 mod deb_tools;
 mod dpkg_versions;
