@@ -6,6 +6,11 @@ set -euo pipefail
 packages=(
   # keys: third-party verifiers and signers for interop tests
   minisign signify-openbsd
+  # builder/tests/source: dpkg --compare-versions, dpkg-deb --build/--info/
+  # --contents/-x/-e, apt-get update/apt-cache/apt-get -s against generated
+  # repositories; gpgv + the Debian keyring verify the InRelease text we
+  # extract; lz4 reads apt lists stored lz4-compressed (also bench-index.sh)
+  dpkg apt gpgv debian-archive-keyring lz4 xz-utils
 )
 
 missing=()

@@ -132,6 +132,62 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// The same error with its line numbers moved down by `by` lines (for
+    /// errors found in a part of a larger text).
+    pub fn shift_lines(self, by: usize) -> Self {
+        match self {
+            Self::Control {
+                origin,
+                line,
+                problem,
+            } => Self::Control {
+                origin,
+                line: line + by,
+                problem,
+            },
+            Self::Field {
+                origin,
+                line,
+                package,
+                field,
+                source,
+            } => Self::Field {
+                origin,
+                line: line + by,
+                package,
+                field,
+                source,
+            },
+            Self::MissingField {
+                origin,
+                line,
+                package,
+                field,
+            } => Self::MissingField {
+                origin,
+                line: line + by,
+                package,
+                field,
+            },
+            Self::NotUtf8 { origin, line } => Self::NotUtf8 {
+                origin,
+                line: line + by,
+            },
+            Self::ClearSigned {
+                origin,
+                line,
+                problem,
+            } => Self::ClearSigned {
+                origin,
+                line: line + by,
+                problem,
+            },
+            other => other,
+        }
+    }
+}
+
 /// Why dpkg rejects a version string (its `parseversion` errors).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum VersionProblem {

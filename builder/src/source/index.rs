@@ -128,6 +128,23 @@ impl Package {
         p.next().and_then(Result::ok).unwrap_or_default()
     }
 
+    /// Rewrites every interned name through `map`.
+    pub fn remap_names(&mut self, map: impl Fn(Name) -> Name + Copy) {
+        self.name = map(self.name);
+        self.architecture = map(self.architecture);
+        for r in [
+            &mut self.depends,
+            &mut self.pre_depends,
+            &mut self.recommends,
+            &mut self.provides,
+            &mut self.conflicts,
+            &mut self.breaks,
+            &mut self.replaces,
+        ] {
+            r.remap_names(map);
+        }
+    }
+
     /// `Source` name, or the package name when the field is absent.
     pub fn source_name<'a>(&'a self, names: &'a Interner) -> &'a str {
         self.source
@@ -180,6 +197,76 @@ pub fn parse_packages(
         out.push(package_from_fields(&fields, line, origin, names)?);
     }
     Ok(out)
+}
+
+/// Parses like [`parse_packages`] on up to `threads` threads: the text is
+/// cut at paragraph boundaries, each part parsed with its own interner,
+/// and the names merged in order. The result, names' numbering included,
+/// is identical to [`parse_packages`] whatever the thread count.
+pub fn parse_packages_parallel(
+    text: &str,
+    origin: &str,
+    names: &mut Interner,
+    threads: usize,
+) -> Result<Vec<Package>, Error> {
+    let bounds = chunk_bounds(text, threads.max(1));
+    if bounds.len() <= 2 {
+        return parse_packages(text, origin, names);
+    }
+    let chunks: Vec<&str> = bounds.windows(2).map(|w| &text[w[0]..w[1]]).collect();
+    let (first, rest) = std::thread::scope(|scope| {
+        let workers: Vec<_> = chunks[1..]
+            .iter()
+            .map(|chunk| {
+                scope.spawn(move || {
+                    let mut local = Interner::new();
+                    parse_packages(chunk, origin, &mut local).map(|p| (p, local))
+                })
+            })
+            .collect();
+        let first = parse_packages(chunks[0], origin, names);
+        let rest: Vec<_> = workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect();
+        (first, rest)
+    });
+    let mut out = first?;
+    let mut line_offset = chunks[0].bytes().filter(|&b| b == b'\n').count();
+    for (chunk, result) in chunks[1..].iter().zip(rest) {
+        let (mut packages, local) = result.map_err(|e| e.shift_lines(line_offset))?;
+        // Interning in the part's first-seen order reproduces the numbering
+        // a single pass would have given.
+        let map: Vec<Name> = local.iter().map(|n| names.intern(n)).collect();
+        for p in &mut packages {
+            p.remap_names(|n| map[n.index()]);
+            p.line = p.line.saturating_add(line_offset as u32);
+        }
+        out.append(&mut packages);
+        line_offset += memchr::memchr_iter(b'\n', chunk.as_bytes()).count();
+    }
+    Ok(out)
+}
+
+/// Byte offsets cutting `text` into about `parts` pieces, each cut just
+/// after a blank line (so at the start of a paragraph).
+fn chunk_bounds(text: &str, parts: usize) -> Vec<usize> {
+    let mut bounds = vec![0];
+    for k in 1..parts {
+        let target = (text.len() * k / parts).max(*bounds.last().unwrap_or(&0));
+        let Some(found) = memchr::memmem::find(&text.as_bytes()[target..], b"\n\n") else {
+            break;
+        };
+        let cut = target + found + 2;
+        if cut < text.len() && cut > *bounds.last().unwrap_or(&0) {
+            bounds.push(cut);
+        }
+    }
+    bounds.push(text.len());
+    bounds
 }
 
 fn field_error(origin: &str, package: &str, field: &RawField<'_>, source: Error) -> Error {
@@ -306,7 +393,7 @@ impl Builder {
             "Filename" => self.filename = Some(v.into()),
             "Size" => self.size = Some(parse_u64(v)?),
             "SHA256" => self.sha256 = Some(parse_sha256(v)?),
-            _ => self.description = v.split('\n').next().unwrap_or("").into(),
+            _ => self.description = v.split_once('\n').map_or(v, |(first, _)| first).into(),
         }
         Ok(())
     }
@@ -452,6 +539,33 @@ Size: 70000
         assert!(ps[1].essential);
         assert_eq!(ps[1].priority, Some(Priority::Required));
         assert_eq!((ps[1].line, ps[1].sha256), (21, None));
+    }
+
+    #[test]
+    fn parallel_parse_equals_sequential() {
+        let text = [INDEX; 7].join("\n").replace(
+            "Package: base-files",
+            "Package: base-files\nDepends: z-late-name",
+        );
+        let mut seq_names = Interner::new();
+        let seq = parse_packages(&text, "P", &mut seq_names).unwrap();
+        for threads in 1..6 {
+            let mut names = Interner::new();
+            let par = parse_packages_parallel(&text, "P", &mut names, threads).unwrap();
+            assert_eq!(par, seq, "{threads} threads");
+            assert!(
+                names.iter().eq(seq_names.iter()),
+                "{threads} threads: name numbering"
+            );
+        }
+        let bad = format!("{text}\n{}", INDEX.replace("Size: 70000", "Size: x"));
+        let want = parse_packages(&bad, "P", &mut Interner::new())
+            .unwrap_err()
+            .to_string();
+        let got = parse_packages_parallel(&bad, "P", &mut Interner::new(), 4)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(got, want);
     }
 
     #[test]

@@ -69,6 +69,11 @@ impl Interner {
         self.names.len()
     }
 
+    /// Every name, in index order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        self.names.iter().map(|n| &**n)
+    }
+
     /// Whether no name was interned yet.
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()

@@ -79,9 +79,23 @@ pub struct Dependency {
     pub constraint: Option<Constraint>,
     /// Architecture and profile restrictions, if any.
     pub restrictions: Option<Box<Restrictions>>,
+    /// Whether this atom closes its group of alternatives (kept here, in
+    /// padding, instead of a second vector in [`Relations`]).
+    last_in_group: bool,
 }
 
 impl Dependency {
+    /// An unversioned, unqualified relation on `name`.
+    pub fn new(name: Name) -> Self {
+        Self {
+            name,
+            arch: None,
+            constraint: None,
+            restrictions: None,
+            last_in_group: false,
+        }
+    }
+
     /// Whether a package of this version satisfies the version part
     /// (always, when there is no constraint).
     pub fn allows(&self, version: &Version) -> bool {
@@ -135,21 +149,19 @@ impl fmt::Display for DependencyDisplay<'_> {
 
 /// A parsed relation field: an AND of groups, each an OR of [`Dependency`].
 ///
-/// Stored flat (all atoms in one vector, group ends in another) because
-/// nearly every group has a single atom: two allocations per field.
+/// Stored flat (all atoms in one vector, each marking whether it closes
+/// its group) because nearly every group has a single atom: one
+/// allocation per field.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Relations {
     atoms: Vec<Dependency>,
-    ends: Vec<u32>,
+    groups: u32,
 }
 
 impl Relations {
     /// The groups in order; each slice holds the alternatives of one relation.
-    pub fn groups(&self) -> impl ExactSizeIterator<Item = &[Dependency]> + '_ {
-        (0..self.ends.len()).map(|i| {
-            let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-            &self.atoms[start..self.ends[i] as usize]
-        })
+    pub fn groups(&self) -> impl Iterator<Item = &[Dependency]> + '_ {
+        self.atoms.split_inclusive(|d| d.last_in_group)
     }
 
     /// Every atom of every group, in order.
@@ -159,12 +171,12 @@ impl Relations {
 
     /// The number of groups.
     pub fn len(&self) -> usize {
-        self.ends.len()
+        self.groups as usize
     }
 
     /// Whether the field had no relation.
     pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
+        self.groups == 0
     }
 
     /// Appends a group of alternatives (from code rather than text).
@@ -172,7 +184,29 @@ impl Relations {
         let before = self.atoms.len();
         self.atoms.extend(alternatives);
         if self.atoms.len() > before {
-            self.ends.push(self.atoms.len() as u32);
+            for d in &mut self.atoms[before..] {
+                d.last_in_group = false;
+            }
+            if let Some(last) = self.atoms.last_mut() {
+                last.last_in_group = true;
+            }
+            self.groups += 1;
+        }
+    }
+
+    /// Rewrites every name (package, `:arch`, `[arch]`) through `map`,
+    /// e.g. from one interner's numbering to another's.
+    pub fn remap_names(&mut self, map: impl Fn(Name) -> Name) {
+        for d in &mut self.atoms {
+            d.name = map(d.name);
+            if let Some(ArchQualifier::Arch(a)) = &mut d.arch {
+                *a = map(*a);
+            }
+            if let Some(r) = &mut d.restrictions {
+                for t in &mut r.arches {
+                    t.arch = map(t.arch);
+                }
+            }
         }
     }
 
@@ -215,6 +249,7 @@ pub fn allows_alternatives(field: &str) -> bool {
 /// alternatives are allowed and appears in errors).
 pub fn parse_relations(field: &str, text: &str, names: &mut Interner) -> Result<Relations, Error> {
     let mut p = Parser {
+        src: text,
         s: text.as_bytes(),
         i: 0,
         names,
@@ -248,6 +283,7 @@ fn is_arch_name(name: &[u8]) -> bool {
 type Failure = (usize, RelationProblem);
 
 struct Parser<'t, 'n> {
+    src: &'t str,
     s: &'t [u8],
     i: usize,
     names: &'n mut Interner,
@@ -265,9 +301,8 @@ impl<'t> Parser<'t, '_> {
     }
 
     fn text(&self, from: usize) -> &'t str {
-        // Token ends are ASCII bytes, so a slice between them is UTF-8.
-        let s: &'t [u8] = self.s;
-        std::str::from_utf8(&s[from..self.i]).unwrap_or("")
+        // Token ends are ASCII bytes, so both ends are char boundaries.
+        self.src.get(from..self.i).unwrap_or("")
     }
 
     fn relations(&mut self, alternatives: bool) -> Result<Relations, Failure> {
@@ -289,7 +324,10 @@ impl<'t> Parser<'t, '_> {
                 self.i += 1;
                 self.skip_space();
             }
-            out.ends.push(out.atoms.len() as u32);
+            if let Some(last) = out.atoms.last_mut() {
+                last.last_in_group = true;
+            }
+            out.groups += 1;
             match self.peek() {
                 None => return Ok(out),
                 Some(b',') => {
@@ -341,6 +379,7 @@ impl<'t> Parser<'t, '_> {
             arch,
             constraint,
             restrictions,
+            last_in_group: false,
         })
     }
 
@@ -409,7 +448,7 @@ impl<'t> Parser<'t, '_> {
         if v_start == v_end {
             return Err((v_start, RelationProblem::EmptyVersion));
         }
-        let text = std::str::from_utf8(&self.s[v_start..v_end]).unwrap_or("");
+        let text = self.src.get(v_start..v_end).unwrap_or("");
         let version = Version::parse(text).map_err(|e| match e {
             Error::Version { version, problem } => {
                 (v_start, RelationProblem::BadVersion { version, problem })

@@ -10,6 +10,8 @@ use std::process::Command;
 
 use ironrack_builder::source::catalog::Catalog;
 use ironrack_builder::source::control;
+use ironrack_builder::source::index::parse_packages;
+use ironrack_builder::source::names::Interner;
 use ironrack_builder::source::release::ClearSigned;
 
 use crate::util::{read, require_tool, run};
@@ -113,6 +115,18 @@ fn parses_whole_debian_packages_indexes() {
         let mut catalog = Catalog::new();
         let got = catalog.add_packages_text(&text, &origin).unwrap();
         assert_eq!(got, want, "{origin}");
+        // The catalog parses big indexes on several threads: same records,
+        // same name numbering as one pass.
+        let mut names = Interner::new();
+        let sequential = parse_packages(&text, &origin, &mut names).unwrap();
+        assert!(
+            sequential == catalog.packages(),
+            "{origin}: parallel parse differs"
+        );
+        assert!(
+            names.iter().eq(catalog.names().iter()),
+            "{origin}: name numbering differs"
+        );
         // Spot-check typed fields against a generic parse of the same text.
         let generic = control::parse_paragraphs(&text, &origin, Default::default()).unwrap();
         for (p, g) in catalog.packages().iter().zip(&generic).step_by(97) {
