@@ -5,6 +5,18 @@
 //! through this module only. Parsers take untrusted bytes and return
 //! [`Error`] naming the file, line, package or member at fault; none of
 //! them panics on bad input (property-tested).
+//!
+//! Where to start:
+//! - resolver: [`Catalog`] (packages by [`Name`] and by provided name,
+//!   dense tables), [`Package`], [`relation::Relations`] /
+//!   [`relation::Dependency`], [`Version`] and [`RelOp`] (dpkg's order).
+//! - mirror: [`release::ClearSigned`] (the exact signed bytes of an
+//!   InRelease, for gpgv/sqv), [`release::Release`] (index hashes),
+//!   [`index::read_index_text`] (`.gz`/`.xz` by extension), [`DebFile`]
+//!   (control data of a .deb to import).
+//! - rootfs: [`DebFile::data`] then [`deb::DataTar::entries`] (streamed,
+//!   unfiltered tar entries) and [`deb::DataTar::finish`];
+//!   [`DebFile::control_members`] for the dpkg database.
 
 pub mod ar;
 pub mod catalog;
@@ -18,6 +30,9 @@ pub mod relation;
 pub mod release;
 pub mod version;
 
+pub use catalog::{Catalog, PackageId};
+pub use deb::DebFile;
 pub use error::Error;
+pub use index::Package;
 pub use names::{Interner, Name};
 pub use version::{RelOp, Version};

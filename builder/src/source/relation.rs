@@ -7,6 +7,10 @@
 //! Replaces, Provides), `name[:arch] [(op version)] [[arches]] [<profiles>]`,
 //! the obsolete `<`/`>` operators mean `<=`/`>=`, and a version without an
 //! operator means `=`. Names are interned so a resolver can index by them.
+//!
+//! Like dpkg reading its status file and apt reading indexes (and unlike
+//! `dpkg-deb --build`, which is strict), a constraint version that dpkg
+//! only warns about is accepted; [`Version::lint`] reports it.
 
 use std::fmt;
 

@@ -8,6 +8,7 @@
 
 mod apt_repo;
 mod deb_tools;
+mod dpkg_relations;
 mod dpkg_versions;
 mod host_apt;
 mod props;
