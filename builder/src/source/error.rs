@@ -56,6 +56,18 @@ pub enum Error {
         /// What is wrong with its value.
         source: Box<Error>,
     },
+    /// A field of a Release file that is present but unusable.
+    #[error("{origin}:{line}: Release field {field}: {source}")]
+    ReleaseField {
+        /// Where the Release text came from.
+        origin: String,
+        /// 1-based line of the field.
+        line: usize,
+        /// The field name.
+        field: String,
+        /// What is wrong with its value.
+        source: Box<Error>,
+    },
     /// A field value with the wrong shape (not a number, bad hash, ...).
     #[error("{problem} in {value:?}")]
     Value {
@@ -169,6 +181,17 @@ impl Error {
                 line: line + by,
                 package,
                 field,
+            },
+            Self::ReleaseField {
+                origin,
+                line,
+                field,
+                source,
+            } => Self::ReleaseField {
+                origin,
+                line: line + by,
+                field,
+                source,
             },
             Self::NotUtf8 { origin, line } => Self::NotUtf8 {
                 origin,

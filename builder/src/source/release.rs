@@ -53,10 +53,9 @@ impl Release {
         let fields = control::parse_single(text, origin)?;
         let field_error = |name: &str, source: Error| {
             let line = fields.field(name).map_or(fields.line, |f| f.line);
-            Error::Field {
+            Error::ReleaseField {
                 origin: origin.to_owned(),
                 line,
-                package: "Release".to_owned(),
                 field: name.to_owned(),
                 source: Box::new(source),
             }
@@ -344,7 +343,7 @@ SHA256:
         let err = Release::parse(&bad, "R").unwrap_err();
         assert!(
             err.to_string()
-                .starts_with("R:8: package Release: field SHA256: "),
+                .starts_with("R:8: Release field SHA256: "),
             "{err}"
         );
         let bad = RELEASE.replace("Jun 2023", "Juno 2023");
