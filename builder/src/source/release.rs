@@ -167,8 +167,9 @@ pub fn parse_date(text: &str) -> Result<i64, Error> {
     let offset = match zone {
         "UTC" | "GMT" | "Z" => 0,
         z if z.len() == 5 && (z.starts_with('+') || z.starts_with('-')) => {
-            let hh = num(&z[1..3]).ok_or_else(bad)?;
-            let mm = num(&z[3..5]).ok_or_else(bad)?;
+            // `get`: a 5-byte token may still split a multi-byte character.
+            let hh = z.get(1..3).and_then(num).ok_or_else(bad)?;
+            let mm = z.get(3..5).and_then(num).ok_or_else(bad)?;
             let sign = if z.starts_with('-') { -1 } else { 1 };
             sign * (hh * 3600 + mm * 60)
         }
@@ -342,8 +343,7 @@ SHA256:
         let bad = RELEASE.replace(" 123 main", " 12x main");
         let err = Release::parse(&bad, "R").unwrap_err();
         assert!(
-            err.to_string()
-                .starts_with("R:8: Release field SHA256: "),
+            err.to_string().starts_with("R:8: Release field SHA256: "),
             "{err}"
         );
         let bad = RELEASE.replace("Jun 2023", "Juno 2023");
@@ -358,6 +358,7 @@ SHA256:
             1_709_204_400
         );
         assert!(parse_date("Thu, 01 Jan 1970 00:00 UTC").is_err());
+        assert!(parse_date("Thu, 01 Jan 1970 00:00:00 +0\u{e9}0").is_err());
     }
 
     const SIGNED: &str = "\

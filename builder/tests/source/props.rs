@@ -212,6 +212,12 @@ proptest! {
     }
 
     #[test]
+    fn release_dates_never_panic(s in "([A-Z][a-z]{2}, )?[0-9]{1,2} [A-Za-z]{3} [0-9]{4} [0-9:]{5,8} .{1,5}") {
+        let _ = ironrack_builder::source::release::parse_date(&s);
+        let _ = Release::parse(&format!("Date: {s}\nValid-Until: {s}\n"), "prop");
+    }
+
+    #[test]
     fn clearsigned_round_trips(lines in proptest::collection::vec("[ -~]{0,30}", 0..12)) {
         let mut armored = String::from("-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA512\n\n");
         for l in &lines {
