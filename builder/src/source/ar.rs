@@ -132,7 +132,11 @@ impl<R: Read> ArReader<R> {
             };
             match raw_name {
                 b"//" => {
-                    // GNU long-name table: keep it, then go on to a real member.
+                    // GNU long-name table: keep it, then go on to a real
+                    // member. Names are short; a huge table is an attack.
+                    if size > 1 << 20 {
+                        return Err(self.error(header_offset, ArProblem::BadLongName("//".into())));
+                    }
                     self.long_names = self.read_member_bytes(header_offset)?;
                     continue;
                 }
