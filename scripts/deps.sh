@@ -11,6 +11,8 @@ packages=(
   # repositories; gpgv + the Debian keyring verify the InRelease text we
   # extract; lz4 reads apt lists stored lz4-compressed (also bench-index.sh)
   dpkg apt gpgv debian-archive-keyring lz4 xz-utils
+  # builder/tests/source: GNU ar writes the long-name archives our ar reader reads
+  binutils
 )
 
 missing=()

@@ -521,3 +521,38 @@ fn damaged_debs_are_refused_with_the_file_named() {
         "{err}"
     );
 }
+
+#[test]
+fn ar_reader_reads_gnu_ar_archives() {
+    // binutils' ar writes GNU names ("name/") and a "//" table for long ones.
+    require_tool("ar");
+    let dir = tempfile::tempdir().unwrap();
+    let names = [
+        "short",
+        "odd-size.o",
+        "a-member-name-longer-than-sixteen-bytes.tar.xz",
+        "another-quite-long-member-name",
+    ];
+    for (i, n) in names.iter().enumerate() {
+        std::fs::write(dir.path().join(n), n.repeat(i + 1)).unwrap();
+    }
+    run(Command::new("ar")
+        .current_dir(dir.path())
+        .arg("rcD")
+        .arg("x.a")
+        .args(names));
+    let bytes = read(&dir.path().join("x.a"));
+    let mut ar = ironrack_builder::source::ar::ArReader::new(&bytes[..], Path::new("x.a")).unwrap();
+    let mut got = Vec::new();
+    while let Some(m) = ar.next_member().unwrap() {
+        let mut data = Vec::new();
+        ar.read_to_end(&mut data).unwrap();
+        got.push((m.name, String::from_utf8(data).unwrap()));
+    }
+    let want: Vec<(String, String)> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.to_string(), n.repeat(i + 1)))
+        .collect();
+    assert_eq!(got, want);
+}
