@@ -193,8 +193,9 @@ pub fn parse_packages(
     let mut fields = Vec::with_capacity(32);
     // A Packages paragraph averages ~800 bytes; reserve close to the end count.
     let mut out = Vec::with_capacity(text.len() / 700 + 1);
+    let mut scratch = String::with_capacity(4096);
     while let Some(line) = parser.next_into(&mut fields)? {
-        out.push(package_from_fields(&fields, line, origin, names)?);
+        out.push(build_package(&fields, line, origin, names, &mut scratch)?);
     }
     Ok(out)
 }
@@ -293,6 +294,18 @@ pub fn package_from_fields(
     origin: &str,
     names: &mut Interner,
 ) -> Result<Package, Error> {
+    build_package(fields, line, origin, names, &mut String::new())
+}
+
+/// [`package_from_fields`] with a reusable buffer for the unknown fields,
+/// so each record gets one exact allocation for them.
+fn build_package(
+    fields: &[RawField<'_>],
+    line: usize,
+    origin: &str,
+    names: &mut Interner,
+    scratch: &mut String,
+) -> Result<Package, Error> {
     let find = |name: &str| fields.iter().find(|f| f.name.eq_ignore_ascii_case(name));
     let package = find("Package").map_or("?", |f| &*f.value);
     let missing = |field| Error::MissingField {
@@ -301,14 +314,18 @@ pub fn package_from_fields(
         package: package.to_owned(),
         field,
     };
+    scratch.clear();
     let mut b = Builder {
-        other: String::with_capacity(512),
+        other: std::mem::take(scratch),
         ..Builder::default()
     };
-    for f in fields {
+    let parsed = fields.iter().try_for_each(|f| {
         b.field(f, names)
-            .map_err(|e| field_error(origin, package, f, e))?;
-    }
+            .map_err(|e| field_error(origin, package, f, e))
+    });
+    let other: Box<str> = b.other.as_str().into();
+    *scratch = std::mem::take(&mut b.other);
+    parsed?;
     Ok(Package {
         name: b.name.ok_or_else(|| missing("Package"))?,
         version: b.version.ok_or_else(|| missing("Version"))?,
@@ -330,7 +347,7 @@ pub fn package_from_fields(
         size: b.size.ok_or_else(|| missing("Size"))?,
         sha256: b.sha256,
         description: b.description,
-        other: b.other.into(),
+        other,
         line: u32::try_from(line).unwrap_or(u32::MAX),
     })
 }

@@ -310,11 +310,16 @@ impl<'t> Parser<'t, '_> {
     }
 
     fn relations(&mut self, alternatives: bool) -> Result<Relations, Failure> {
-        let mut out = Relations::default();
         self.skip_space();
         if self.peek().is_none() {
-            return Ok(out);
+            return Ok(Relations::default());
         }
+        // One allocation of the right size: an atom per ',' or '|', plus one.
+        let separators = memchr::memchr2_iter(b',', b'|', self.s).count();
+        let mut out = Relations {
+            atoms: Vec::with_capacity(separators + 1),
+            groups: 0,
+        };
         loop {
             loop {
                 let dep = self.dependency()?;
