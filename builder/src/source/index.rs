@@ -236,7 +236,7 @@ pub fn parse_packages_parallel(
         (first, rest)
     });
     let mut out = first?;
-    let mut line_offset = chunks[0].bytes().filter(|&b| b == b'\n').count();
+    let mut line_offset = memchr::memchr_iter(b'\n', chunks[0].as_bytes()).count();
     for (chunk, result) in chunks[1..].iter().zip(rest) {
         let (mut packages, local) = result.map_err(|e| e.shift_lines(line_offset))?;
         // Interning in the part's first-seen order reproduces the numbering

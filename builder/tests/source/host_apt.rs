@@ -10,7 +10,7 @@ use std::process::Command;
 
 use ironrack_builder::source::catalog::Catalog;
 use ironrack_builder::source::control;
-use ironrack_builder::source::index::parse_packages;
+use ironrack_builder::source::index::parse_packages_parallel;
 use ironrack_builder::source::names::Interner;
 use ironrack_builder::source::release::ClearSigned;
 
@@ -115,12 +115,12 @@ fn parses_whole_debian_packages_indexes() {
         let mut catalog = Catalog::new();
         let got = catalog.add_packages_text(&text, &origin).unwrap();
         assert_eq!(got, want, "{origin}");
-        // The catalog parses big indexes on several threads: same records,
-        // same name numbering as one pass.
+        // A parse split over threads gives the same records and the same
+        // name numbering as one pass.
         let mut names = Interner::new();
-        let sequential = parse_packages(&text, &origin, &mut names).unwrap();
+        let parallel = parse_packages_parallel(&text, &origin, &mut names, 3).unwrap();
         assert!(
-            sequential == catalog.packages(),
+            parallel == catalog.packages(),
             "{origin}: parallel parse differs"
         );
         assert!(
