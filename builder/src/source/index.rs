@@ -61,15 +61,8 @@ impl Priority {
     }
 }
 
-/// The `Source` field: source package name and, when it differs from the
-/// binary's, its version.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct SourceRef {
-    /// Source package name.
-    pub name: Box<str>,
-    /// Source version, when written as `name (version)`.
-    pub version: Option<Version>,
-}
+/// A byte range in [`Package`]'s text block.
+type Span = (u32, u32);
 
 /// One binary package from an index.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,10 +79,8 @@ pub struct Package {
     pub essential: bool,
     /// `Priority`.
     pub priority: Option<Priority>,
-    /// `Section`.
-    pub section: Option<Box<str>>,
-    /// `Source`.
-    pub source: Option<SourceRef>,
+    /// The version of `Source: name (version)`, when given.
+    pub source_version: Option<Version>,
     /// `Installed-Size` in KiB.
     pub installed_size: Option<u64>,
     /// `Depends`.
@@ -106,25 +97,56 @@ pub struct Package {
     pub breaks: Relations,
     /// `Replaces`.
     pub replaces: Relations,
-    /// `Filename`: the path of the .deb from the repository root.
-    pub filename: Box<str>,
     /// `Size` of the .deb in bytes.
     pub size: u64,
     /// `SHA256` of the .deb, when the index has it.
     pub sha256: Option<[u8; 32]>,
-    /// First line of `Description`.
-    pub description: Box<str>,
-    /// Every other field, as deb822 text (see [`Package::other_fields`]).
-    pub other: Box<str>,
+    /// Filename, Section, Source name, Description's first line and the
+    /// other fields, in one allocation (read through the methods).
+    text: Box<str>,
+    filename: Span,
+    section: Option<Span>,
+    source: Option<Span>,
+    description: Span,
+    other: Span,
     /// 1-based line of the paragraph in its index.
     pub line: u32,
 }
 
 impl Package {
+    fn span(&self, (start, end): Span) -> &str {
+        self.text.get(start as usize..end as usize).unwrap_or("")
+    }
+
+    /// `Filename`: the path of the .deb from the repository root.
+    pub fn filename(&self) -> &str {
+        self.span(self.filename)
+    }
+
+    /// `Section`.
+    pub fn section(&self) -> Option<&str> {
+        self.section.map(|s| self.span(s))
+    }
+
+    /// The source package name of `Source`, when the field is present.
+    pub fn source(&self) -> Option<&str> {
+        self.source.map(|s| self.span(s))
+    }
+
+    /// The first line of `Description`.
+    pub fn description(&self) -> &str {
+        self.span(self.description)
+    }
+
     /// The fields not parsed into typed members (Maintainer, Homepage,
-    /// MD5sum, Description-md5, Tag, ...), as a paragraph.
+    /// MD5sum, Description-md5, Tag, ...), as deb822 text.
+    pub fn other_text(&self) -> &str {
+        self.span(self.other)
+    }
+
+    /// The fields not parsed into typed members, as a paragraph.
     pub fn other_fields(&self) -> Paragraph {
-        let mut p = Paragraphs::new(&self.other, "package fields", ParseOptions::default());
+        let mut p = Paragraphs::new(self.other_text(), "package fields", ParseOptions::default());
         p.next().and_then(Result::ok).unwrap_or_default()
     }
 
@@ -147,9 +169,7 @@ impl Package {
 
     /// `Source` name, or the package name when the field is absent.
     pub fn source_name<'a>(&'a self, names: &'a Interner) -> &'a str {
-        self.source
-            .as_ref()
-            .map_or(names.resolve(self.name), |s| &s.name)
+        self.source().unwrap_or(names.resolve(self.name))
     }
 }
 
@@ -193,7 +213,7 @@ pub fn parse_packages(
     let mut fields = Vec::with_capacity(32);
     // A Packages paragraph averages ~800 bytes; reserve close to the end count.
     let mut out = Vec::with_capacity(text.len() / 700 + 1);
-    let mut scratch = String::with_capacity(4096);
+    let mut scratch = (String::with_capacity(1024), String::with_capacity(4096));
     while let Some(line) = parser.next_into(&mut fields)? {
         out.push(build_package(&fields, line, origin, names, &mut scratch)?);
     }
@@ -294,7 +314,7 @@ pub fn package_from_fields(
     origin: &str,
     names: &mut Interner,
 ) -> Result<Package, Error> {
-    build_package(fields, line, origin, names, &mut String::new())
+    build_package(fields, line, origin, names, &mut Default::default())
 }
 
 /// [`package_from_fields`] with a reusable buffer for the unknown fields,
@@ -304,7 +324,7 @@ fn build_package(
     line: usize,
     origin: &str,
     names: &mut Interner,
-    scratch: &mut String,
+    scratch: &mut (String, String),
 ) -> Result<Package, Error> {
     let find = |name: &str| fields.iter().find(|f| f.name.eq_ignore_ascii_case(name));
     let package = find("Package").map_or("?", |f| &*f.value);
@@ -314,17 +334,23 @@ fn build_package(
         package: package.to_owned(),
         field,
     };
-    scratch.clear();
+    scratch.0.clear();
+    scratch.1.clear();
     let mut b = Builder {
-        other: std::mem::take(scratch),
+        known: std::mem::take(&mut scratch.0),
+        other: std::mem::take(&mut scratch.1),
         ..Builder::default()
     };
     let parsed = fields.iter().try_for_each(|f| {
         b.field(f, names)
             .map_err(|e| field_error(origin, package, f, e))
     });
-    let other: Box<str> = b.other.as_str().into();
-    *scratch = std::mem::take(&mut b.other);
+    // Known strings, then the other fields: one exact allocation.
+    let mut text = String::with_capacity(b.known.len() + b.other.len());
+    text.push_str(&b.known);
+    text.push_str(&b.other);
+    let other = (b.known.len() as u32, text.len() as u32);
+    *scratch = (std::mem::take(&mut b.known), std::mem::take(&mut b.other));
     parsed?;
     Ok(Package {
         name: b.name.ok_or_else(|| missing("Package"))?,
@@ -333,8 +359,7 @@ fn build_package(
         multi_arch: b.multi_arch,
         essential: b.essential,
         priority: b.priority,
-        section: b.section,
-        source: b.source,
+        source_version: b.source_version,
         installed_size: b.installed_size,
         depends: b.depends,
         pre_depends: b.pre_depends,
@@ -346,6 +371,9 @@ fn build_package(
         filename: b.filename.ok_or_else(|| missing("Filename"))?,
         size: b.size.ok_or_else(|| missing("Size"))?,
         sha256: b.sha256,
+        text: text.into_boxed_str(),
+        section: b.section,
+        source: b.source,
         description: b.description,
         other,
         line: u32::try_from(line).unwrap_or(u32::MAX),
@@ -360,8 +388,9 @@ struct Builder {
     multi_arch: MultiArch,
     essential: bool,
     priority: Option<Priority>,
-    section: Option<Box<str>>,
-    source: Option<SourceRef>,
+    section: Option<Span>,
+    source: Option<Span>,
+    source_version: Option<Version>,
     installed_size: Option<u64>,
     depends: Relations,
     pre_depends: Relations,
@@ -370,14 +399,22 @@ struct Builder {
     conflicts: Relations,
     breaks: Relations,
     replaces: Relations,
-    filename: Option<Box<str>>,
+    filename: Option<Span>,
     size: Option<u64>,
     sha256: Option<[u8; 32]>,
-    description: Box<str>,
+    description: Span,
+    known: String,
     other: String,
 }
 
 impl Builder {
+    /// Appends to the known-strings block; returns where it went.
+    fn keep(&mut self, v: &str) -> Span {
+        let start = self.known.len() as u32;
+        self.known.push_str(v);
+        (start, self.known.len() as u32)
+    }
+
     fn field(&mut self, f: &RawField<'_>, names: &mut Interner) -> Result<(), Error> {
         let v: &str = &f.value;
         // Exact spelling first (the common case), then any case.
@@ -397,8 +434,12 @@ impl Builder {
             "Multi-Arch" => self.multi_arch = parse_multi_arch(v)?,
             "Essential" => self.essential = parse_yes_no(v)?,
             "Priority" => self.priority = Some(Priority::parse(v)),
-            "Section" => self.section = Some(v.into()),
-            "Source" => self.source = Some(parse_source(v)?),
+            "Section" => self.section = Some(self.keep(v)),
+            "Source" => {
+                let (name, version) = parse_source(v)?;
+                self.source = Some(self.keep(name));
+                self.source_version = version;
+            }
             "Installed-Size" => self.installed_size = Some(parse_u64(v)?),
             "Depends" => self.depends = rel(names)?,
             "Pre-Depends" => self.pre_depends = rel(names)?,
@@ -407,10 +448,10 @@ impl Builder {
             "Conflicts" => self.conflicts = rel(names)?,
             "Breaks" => self.breaks = rel(names)?,
             "Replaces" => self.replaces = rel(names)?,
-            "Filename" => self.filename = Some(v.into()),
+            "Filename" => self.filename = Some(self.keep(v)),
             "Size" => self.size = Some(parse_u64(v)?),
             "SHA256" => self.sha256 = Some(parse_sha256(v)?),
-            _ => self.description = v.split_once('\n').map_or(v, |(first, _)| first).into(),
+            _ => self.description = self.keep(v.split_once('\n').map_or(v, |(first, _)| first)),
         }
         Ok(())
     }
@@ -473,7 +514,7 @@ fn parse_multi_arch(v: &str) -> Result<MultiArch, Error> {
     })
 }
 
-fn parse_source(v: &str) -> Result<SourceRef, Error> {
+fn parse_source(v: &str) -> Result<(&str, Option<Version>), Error> {
     let bad = || value_error(v, ValueProblem::BadSource);
     let (name, version) = match v.split_once('(') {
         None => (v.trim(), None),
@@ -485,10 +526,7 @@ fn parse_source(v: &str) -> Result<SourceRef, Error> {
     if !super::relation::is_package_name(name) {
         return Err(bad());
     }
-    Ok(SourceRef {
-        name: name.into(),
-        version,
-    })
+    Ok((name, version))
 }
 
 #[cfg(test)]
@@ -534,22 +572,16 @@ Size: 70000
         assert_eq!(names.resolve(p.name), "libfoo1");
         assert_eq!(p.version.as_str(), "1.2-1+b1");
         assert_eq!(p.multi_arch, MultiArch::Same);
-        assert_eq!(
-            p.source
-                .as_ref()
-                .unwrap()
-                .version
-                .as_ref()
-                .unwrap()
-                .as_str(),
-            "1.2-1"
-        );
+        assert_eq!(p.source_version.as_ref().unwrap().as_str(), "1.2-1");
         assert_eq!(p.source_name(&names), "foo");
         assert_eq!(p.depends.len(), 2);
         assert_eq!(p.depends.groups().nth(1).unwrap().len(), 2);
         assert_eq!(p.provides.display(&names).to_string(), "foo-abi (= 1)");
         assert_eq!(p.sha256.unwrap()[0], 0x3a);
-        assert_eq!(&*p.description, "the foo library");
+        assert_eq!(p.description(), "the foo library");
+        assert_eq!(p.filename(), "pool/main/f/foo/libfoo1_1.2-1+b1_amd64.deb");
+        assert_eq!((p.section(), p.source()), (Some("libs"), Some("foo")));
+        assert_eq!(ps[1].section(), None);
         let other = p.other_fields();
         assert_eq!(other.get("maintainer"), Some("Someone <a@example.org>"));
         assert_eq!(other.get("Homepage"), Some("https://example.org"));

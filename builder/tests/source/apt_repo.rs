@@ -207,7 +207,7 @@ fn our_parsers_read_generated_repository() {
     let awk = xz.names().get("awk").unwrap();
     assert_eq!(xz.providers(awk).len(), 1);
     for p in xz.packages() {
-        let bytes = read(&root.join(&*p.filename));
+        let bytes = read(&root.join(p.filename()));
         assert_eq!(p.size, bytes.len() as u64);
         assert_eq!(p.sha256.unwrap()[..], Sha256::digest(&bytes)[..]);
     }

@@ -133,7 +133,12 @@ fn parses_whole_debian_packages_indexes() {
             let names = catalog.names();
             assert_eq!(names.resolve(p.name), g.get("Package").unwrap());
             assert_eq!(p.version.as_str(), g.get("Version").unwrap());
-            assert_eq!(&*p.filename, g.get("Filename").unwrap());
+            assert_eq!(p.filename(), g.get("Filename").unwrap());
+            assert_eq!(p.section(), g.get("Section"));
+            assert_eq!(
+                Some(p.description()),
+                g.get("Description").and_then(|d| d.lines().next())
+            );
             assert_eq!(p.size.to_string(), g.get("Size").unwrap());
             assert_eq!(
                 p.depends.display(names).to_string().is_empty(),
