@@ -7,7 +7,8 @@ packages=(
   # keys: third-party verifiers and signers for interop tests
   minisign signify-openbsd
   # builder tests/pe.rs: objcopy assembles a UKI from the real
-  # systemd-boot-efi stub (real .debs are fetched with apt-get download)
+  # systemd-boot-efi stub (real .debs are fetched with apt-get download);
+  # builder/tests/source: GNU ar writes the long-name archives our reader reads
   binutils
   # pxe: TPM tests run a real swtpm (pxe/tests/tpm/*.rs); swtpm-tools gives
   # swtpm_setup/swtpm_localca, which manufacture EK certificates
@@ -20,6 +21,11 @@ packages=(
   # pxe: real boot firmware against the DHCP server (pxe/tests/dhcp_firmware.rs):
   # SeaBIOS + the NIC's iPXE ROM, and OVMF's UEFI PXE, under qemu
   qemu-system-x86 ovmf ipxe-qemu
+  # builder/tests/source: dpkg --compare-versions, dpkg-deb --build/--info/
+  # --contents/-x/-e, apt-get update/apt-cache/apt-get -s against generated
+  # repositories; gpgv + the Debian keyring verify the InRelease text we
+  # extract; lz4 reads apt lists stored lz4-compressed (also bench-index.sh)
+  dpkg apt gpgv debian-archive-keyring lz4 xz-utils
 )
 
 missing=()

@@ -2,6 +2,12 @@
 //! kernel modules, NVIDIA chain, initramfs, UKI, measurements and the
 //! signed manifest.
 //!
-//! Nothing is implemented yet; see ARCHITECTURE.md for the planned stages.
+//! Built so far: [`source`], the Debian-format layer the later stages stand
+//! on, and [`boot`]'s PE/Authenticode and PCR predictions. See
+//! ARCHITECTURE.md for the map.
 
 pub mod boot;
+pub mod source;
+
+#[cfg(feature = "fixtures")]
+pub mod fixtures;
