@@ -1,0 +1,3 @@
+//! Filesystem images of a finished root: deterministic writers.
+
+pub mod tar;
