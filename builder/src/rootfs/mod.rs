@@ -16,6 +16,7 @@ pub mod error;
 pub mod extract;
 pub mod fsimage;
 pub mod install;
+pub mod normalize;
 pub mod order;
 pub mod sandbox;
 mod sys;

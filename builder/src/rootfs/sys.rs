@@ -205,6 +205,9 @@ fn enter_sandbox(setup: &SandboxSetup) -> io::Result<()> {
     }
     // PID 1 of the new namespace from here on.
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+    // The builder's umask is the caller's business; what maintainer
+    // scripts create must not depend on it.
+    nix::sys::stat::umask(Mode::from_bits_truncate(0o022));
     nix::unistd::sethostname(std::ffi::OsStr::from_bytes(setup.hostname.to_bytes()))?;
     // pivot_root needs the new root to be a mount point.
     nix::mount::mount(

@@ -11,4 +11,5 @@
 
 mod dpkg_compat;
 mod real;
+mod reproducible;
 mod support;
