@@ -26,6 +26,12 @@ packages=(
   # repositories; gpgv + the Debian keyring verify the InRelease text we
   # extract; lz4 reads apt lists stored lz4-compressed (also bench-index.sh)
   dpkg apt gpgv debian-archive-keyring lz4 xz-utils
+  # builder/tests/rootfs: mmdebstrap is the reference our install is
+  # compared with (and scripts/bench-build.sh races); faketime gives the
+  # reproducibility test's second build another wall clock
+  mmdebstrap faketime
+  # scripts/bench-build.sh: mksquashfs, mmdebstrap's squashfs counterpart
+  squashfs-tools
 )
 
 missing=()

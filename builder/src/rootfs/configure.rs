@@ -27,6 +27,14 @@ use super::target::Target;
 /// Where invoke-rc.d looks for the local policy.
 const POLICY_RC_D: &str = "usr/sbin/policy-rc.d";
 
+/// Where each preinst's control files wait for their turn; the script moves
+/// them to dpkg's own `tmp.ci`, where dpkg runs a preinst from and where
+/// debconf looks for the package's name and templates.
+const STAGING: &str = "var/lib/dpkg/ironrack-ci";
+
+/// dpkg's directory for the control files of the package being unpacked.
+const TMP_CI: &str = "var/lib/dpkg/tmp.ci";
+
 /// The version of dpkg's maintainer-script interface we present.
 const DPKG_MAINTSCRIPT_ENV: &[(&str, &str)] = &[
     ("DPKG_MAINTSCRIPT_NAME", "preinst"),
@@ -49,22 +57,47 @@ pub fn configure(
         b"#!/bin/sh\n# written by ironrack while the image is configured\nexit 101\n",
         0o755,
     )?;
-    let result = run_scripts(&sandbox, packages, log_dir);
+    let result = stage_control_files(target, packages)
+        .and_then(|()| run_scripts(&sandbox, packages, log_dir));
     target.remove(Path::new(POLICY_RC_D))?;
+    target.remove(Path::new(STAGING))?;
+    target.remove(Path::new(TMP_CI))?;
     result
 }
 
+/// Writes the control files of every package with a preinst under
+/// [`STAGING`]`/INFO-NAME/`.
+fn stage_control_files(target: &Target, packages: &[PackageRecord]) -> Result<(), Error> {
+    for p in packages.iter().filter(|p| p.member("preinst").is_some()) {
+        let dir = Path::new(STAGING).join(p.info_name());
+        target.create_dir_all(&dir, 0o755)?;
+        for member in &p.members {
+            let mode = if member.mode & 0o111 != 0 {
+                0o755
+            } else {
+                0o644
+            };
+            target.write_file(&dir.join(&member.name), &member.data, mode)?;
+        }
+    }
+    Ok(())
+}
+
 /// The shell program run inside: preinsts from its arguments, in order,
-/// then dpkg. Arguments come in threes: info name, package, architecture.
+/// each from dpkg's `tmp.ci` as dpkg runs it, then dpkg. Arguments come in
+/// threes: info name, package, architecture.
 const SCRIPT: &str = r#"
+ci=/var/lib/dpkg/tmp.ci
 while [ $# -ge 3 ]; do
   info=$1 pkg=$2 arch=$3
   shift 3
   echo "ironrack: preinst install: $pkg"
+  rm -rf "$ci" && mv "/var/lib/dpkg/ironrack-ci/$info" "$ci" || exit 1
   DPKG_MAINTSCRIPT_PACKAGE=$pkg DPKG_MAINTSCRIPT_ARCH=$arch \
     DPKG_MAINTSCRIPT_PACKAGE_REFCOUNT=1 \
-    "/var/lib/dpkg/info/$info.preinst" install
+    "$ci/preinst" install
   status=$?
+  rm -rf "$ci"
   if [ $status -ne 0 ]; then
     echo "ironrack: preinst of $pkg failed with exit status $status"
     exit 1

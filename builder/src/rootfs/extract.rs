@@ -5,7 +5,8 @@
 //! after the owner), numeric owners, mtimes, hard links, device nodes,
 //! fifos and extended attributes (file capabilities). Conffiles are written
 //! as `NAME.dpkg-new`, as dpkg does, so that `dpkg --configure` installs
-//! them itself and records their digests.
+//! them itself and records their digests; and also as `NAME`, where
+//! debootstrap's and mmdebstrap's first extraction puts them.
 //!
 //! Safety: entry names with `..` or a leading `/` are refused; parents are
 //! resolved inside the root (see [`super::target`]), so a symlink planted by
@@ -274,6 +275,19 @@ impl Writer<'_> {
                     .fill(&mut file, entry, out)
                     .and_then(|()| finish_file(&file, &header));
                 install(&dir, &tmp, &final_name, result)?;
+                if conffile {
+                    // Also in place, as debootstrap's and mmdebstrap's
+                    // first extraction leaves it: maintainer scripts that
+                    // run before the owner is configured read it there
+                    // (passwd's postinst needs login's /etc/login.defs).
+                    // dpkg finds it identical to the .dpkg-new copy and
+                    // installs that without a question.
+                    let (tmp, mut copy) = target::create_temp(&dir)?;
+                    let result = open_nofollow(&dir, &final_name, OFlag::O_RDONLY)
+                        .and_then(|fd| io::copy(&mut File::from(fd), &mut copy))
+                        .and_then(|_| finish_file(&copy, &header));
+                    install(&dir, &tmp, &name, result)?;
+                }
             }
             EntryKind::Symlink => {
                 let link = header

@@ -11,6 +11,7 @@
 //! - [`fsimage`]: deterministic image writers.
 
 pub mod configure;
+pub mod customize;
 pub mod dpkg_db;
 pub mod error;
 pub mod extract;

@@ -14,7 +14,9 @@ use nix::sys::stat::UtimensatFlags;
 use nix::sys::time::TimeSpec;
 
 use super::error::Error;
-use super::target::Target;
+use nix::sys::stat::SFlag;
+
+use super::target::{Target, file_type};
 use super::tree;
 
 /// Files removed when present: logs of the install, caches rebuilt on
@@ -46,12 +48,11 @@ const REMOVE: &[&str] = &[
 ];
 
 /// Directories emptied (kept, contents removed).
-const EMPTY: &[&str] = &[
-    "tmp",
-    "var/tmp",
-    "var/lib/apt/lists",
-    "var/cache/apt/archives",
-];
+const EMPTY: &[&str] = &["tmp", "var/tmp"];
+
+/// Directories whose files go (apt's lists and downloads, and their lock
+/// files), subdirectories kept: apt ships `partial/` there itself.
+const FILES_REMOVED: &[&str] = &["var/lib/apt/lists", "var/cache/apt/archives"];
 
 /// SSH host keys: secrets that must differ per node; the node generates
 /// its own (`ssh-keygen -A`) before sshd starts.
@@ -65,12 +66,27 @@ pub fn normalize(target: &Target, epoch: u64) -> Result<(), Error> {
     for dir in EMPTY {
         target.empty_dir(Path::new(dir))?;
     }
-    // Keep the apt lists directory usable: apt wants `partial/` there.
-    if target.lstat(Path::new("var/lib/apt/lists"))?.is_some() {
-        target.create_dir_all(Path::new("var/lib/apt/lists/partial"), 0o700)?;
-        target.create_dir_all(Path::new("var/cache/apt/archives/partial"), 0o700)?;
+    for dir in FILES_REMOVED {
+        for name in target.list(Path::new(dir))? {
+            let path = Path::new(dir).join(name);
+            let is_dir = target
+                .lstat(&path)?
+                .is_some_and(|st| file_type(&st) == SFlag::S_IFDIR);
+            if !is_dir {
+                target.remove(&path)?;
+            }
+        }
     }
     remove_run_leftovers(target)?;
+    // Name resolution is the node's business at run time (DHCP): an empty
+    // file, unless a package made it a link (systemd-resolved's stub).
+    let resolv = Path::new("etc/resolv.conf");
+    let is_link = target
+        .lstat(resolv)?
+        .is_some_and(|st| file_type(&st) == SFlag::S_IFLNK);
+    if !is_link {
+        target.write_file(resolv, b"", 0o644)?;
+    }
     remove_ssh_host_keys(target)?;
     // An empty machine-id means "generate at boot" (machine-id(5)).
     if target.lstat(Path::new("etc/machine-id"))?.is_some() {
