@@ -30,6 +30,9 @@ packages=(
   # compared with (and scripts/bench-build.sh races); faketime gives the
   # reproducibility test's second build another wall clock
   mmdebstrap faketime
+  # builder/tests/rootfs: getcap/getfattr check that file capabilities set
+  # by maintainer scripts survive into the images
+  libcap2-bin attr
   # scripts/bench-build.sh: mksquashfs, mmdebstrap's squashfs counterpart
   squashfs-tools
 )

@@ -138,12 +138,39 @@ fn run_scripts(
     }
     let text = String::from_utf8_lossy(&outcome.output);
     let (step, package) = failed_step(&text);
+    let output = failure_output(&text, &package).unwrap_or_else(|| outcome.tail(40));
     Err(Error::MaintainerScript {
         step,
         package,
         status: outcome.status.to_string(),
-        output: outcome.tail(40),
+        output,
     })
+}
+
+/// The lines about `package`'s failure: from where its script started to
+/// dpkg's error about it (dpkg carries on with other packages, so the
+/// tail of the output is about something else), at most 40 lines.
+fn failure_output(text: &str, package: &str) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let start_markers = [
+        format!("Setting up {package} "),
+        format!("Setting up {package}:"),
+        format!("ironrack: preinst install: {package}"),
+    ];
+    let end_markers = [
+        format!("dpkg: error processing package {package} "),
+        format!("ironrack: preinst of {package} failed"),
+    ];
+    let end = lines
+        .iter()
+        .position(|l| end_markers.iter().any(|m| l.starts_with(m.as_str())))?;
+    let start = lines[..=end]
+        .iter()
+        .rposition(|l| start_markers.iter().any(|m| l.starts_with(m.as_str())))
+        .unwrap_or(end);
+    let end = (end + 2).min(lines.len() - 1);
+    let start = start.max(end.saturating_sub(39));
+    Some(lines[start..=end].join("\n"))
 }
 
 /// Which step failed, and for which package, from the sandbox output.
@@ -254,5 +281,17 @@ mod tests {
             ("dpkg --configure", "netprobe".to_owned())
         );
         assert_eq!(failed_step("?"), ("dpkg --configure", "?".to_owned()));
+        let full = format!(
+            "Setting up netprobe (1) ...\nnetprobe: connect: Network is unreachable\n{}",
+            "x\n".repeat(100)
+        );
+        let full = full.replace(
+            "x\nx\nx\n",
+            "dpkg: error processing package netprobe (--configure):\n why\n",
+        );
+        let section = failure_output(&full, "netprobe").unwrap();
+        assert!(section.starts_with("Setting up netprobe"), "{section}");
+        assert!(section.contains("Network is unreachable"));
+        assert!(section.contains("dpkg: error processing package netprobe"));
     }
 }

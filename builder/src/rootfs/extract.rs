@@ -8,9 +8,10 @@
 //! them itself and records their digests; and also as `NAME`, where
 //! debootstrap's and mmdebstrap's first extraction puts them.
 //!
-//! Safety: entry names with `..` or a leading `/` are refused; parents are
-//! resolved inside the root (see [`super::target`]), so a symlink planted by
-//! an earlier entry cannot carry a later entry out of the tree. Paths that
+//! Safety: entry names with `..` or a leading `/` are refused; symlinks are
+//! created after every other entry of their package (dpkg's own defence);
+//! parents are resolved inside the root (see [`super::target`]), so a
+//! symlink already in the tree cannot carry an entry out of it. Paths that
 //! only stay inside because of that clamping are reported (a well-formed
 //! package never relies on it).
 //!
@@ -28,6 +29,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use md5::{Digest, Md5};
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{Mode, SFlag, UtimensatFlags};
@@ -85,6 +87,9 @@ pub struct Extracted {
     pub redirected: Vec<PathBuf>,
     /// Bytes of file data written.
     pub bytes: u64,
+    /// `md5sums` as dpkg generates it for a package that ships none
+    /// (every regular file and hard link, archive order); only when asked.
+    pub md5sums: Option<Vec<u8>>,
 }
 
 /// Normalises an archive entry name (`./usr/bin/x`, `usr/bin/x/`) to a
@@ -120,13 +125,15 @@ pub fn listed_path(rel: &Path) -> Vec<u8> {
 ///
 /// `conffiles` holds the package's conffile paths as listed (`/etc/x`);
 /// those regular files are written as `NAME.dpkg-new`. With `only`, just
-/// those paths are (re)written, the rest of the archive skipped.
+/// those paths are (re)written, the rest of the archive skipped. With
+/// `md5sums`, the digests dpkg would record are computed on the way.
 pub fn extract<R: Read>(
     target: &Target,
     deb: DebFile<R>,
     package: &str,
     conffiles: &HashSet<Vec<u8>>,
     only: Option<&HashSet<PathBuf>>,
+    md5sums: bool,
 ) -> Result<Extracted, Error> {
     let read_error = |e| Error::Package {
         package: package.to_owned(),
@@ -139,34 +146,65 @@ pub fn extract<R: Read>(
         package,
         parents: HashMap::new(),
         buffer: vec![0u8; 256 << 10],
+        digests: md5sums.then(Vec::new),
     };
+    // Symlinks wait for the end of the archive, as dpkg does: no entry of
+    // a package can then be placed through a link the same package ships.
+    let mut deferred: Vec<(PathBuf, EntryHeader)> = Vec::new();
     for entry in data.entries().map_err(read_error)? {
         let mut entry = entry.map_err(read_error)?;
         let header = entry.header.clone();
-        let unsafe_entry = |problem| Error::UnsafeEntry {
-            package: package.to_owned(),
-            entry: header.path.clone(),
-            problem,
-        };
-        let rel = entry_path(&header.path).map_err(unsafe_entry)?;
+        let rel = entry_path(&header.path).map_err(|p| refused(package, &header, p))?;
         if only.is_some_and(|only| !only.contains(&rel)) {
+            continue;
+        }
+        if header.kind == EntryKind::Symlink {
+            deferred.push((rel, header));
             continue;
         }
         let conffile = header.kind == EntryKind::File && conffiles.contains(&listed_path(&rel));
         let placed = writer
-            .place(&rel, &mut entry, conffile, &mut out)
-            .map_err(|e| match e {
-                Failure::Io(source) => Error::Extract {
-                    package: package.to_owned(),
-                    entry: header.path.clone(),
-                    source,
-                },
-                Failure::Refused(problem) => unsafe_entry(problem),
-            })?;
+            .place(&rel, &header, Some(&mut entry), conffile, &mut out)
+            .map_err(|e| failure(package, &header, e))?;
+        out.entries.push(PlacedEntry { path: rel, placed });
+    }
+    for (rel, header) in deferred {
+        let placed = writer
+            .place::<R>(&rel, &header, None, false, &mut out)
+            .map_err(|e| failure(package, &header, e))?;
         out.entries.push(PlacedEntry { path: rel, placed });
     }
     data.finish().map_err(read_error)?;
+    out.md5sums = writer.digests.map(|digests| {
+        let mut text = Vec::new();
+        for (path, digest) in digests {
+            text.extend_from_slice(hex::encode(digest).as_bytes());
+            text.extend_from_slice(b"  ");
+            text.extend_from_slice(path.as_os_str().as_bytes());
+            text.push(b'\n');
+        }
+        text
+    });
     Ok(out)
+}
+
+fn refused(package: &str, header: &EntryHeader, problem: EntryProblem) -> Error {
+    Error::UnsafeEntry {
+        package: package.to_owned(),
+        entry: header.path.clone(),
+        problem,
+    }
+}
+
+fn failure(package: &str, header: &EntryHeader, failure: Failure) -> Error {
+    match failure {
+        Failure::Io(source) => Error::Extract {
+            package: package.to_owned(),
+            entry: header.path.clone(),
+            source,
+        },
+        Failure::Refused(problem) => refused(package, header, problem),
+    }
 }
 
 /// Why placing an entry failed.
@@ -193,6 +231,8 @@ struct Writer<'a> {
     /// Open parent directories by path: entries come grouped by directory.
     parents: HashMap<PathBuf, OwnedFd>,
     buffer: Vec<u8>,
+    /// MD5 of each regular file and hard link, when generating md5sums.
+    digests: Option<Vec<(PathBuf, [u8; 16])>>,
 }
 
 impl Writer<'_> {
@@ -227,14 +267,17 @@ impl Writer<'_> {
         }
     }
 
+    /// Places one entry; `data` is the entry's reader (files need it;
+    /// deferred symlinks come without one).
     fn place<R: Read>(
         &mut self,
         rel: &Path,
-        entry: &mut DataEntry<'_, R>,
+        header: &EntryHeader,
+        data: Option<&mut DataEntry<'_, R>>,
         conffile: bool,
         out: &mut Extracted,
     ) -> Result<Placed, Failure> {
-        let header = entry.header.clone();
+        let header = header.clone();
         if rel.as_os_str().is_empty() {
             // `./`: the root itself, which exists. dpkg lists it as `/.`.
             return Ok(Placed::Directory {
@@ -270,10 +313,15 @@ impl Writer<'_> {
         };
         match header.kind {
             EntryKind::File => {
+                let entry =
+                    data.ok_or_else(|| Failure::Io(io::Error::other("file without data")))?;
                 let (tmp, mut file) = target::create_temp(&dir)?;
-                let result = self
-                    .fill(&mut file, entry, out)
-                    .and_then(|()| finish_file(&file, &header));
+                let result = self.fill(&mut file, entry, out).and_then(|digest| {
+                    if let (Some(digests), Some(d)) = (self.digests.as_mut(), digest) {
+                        digests.push((rel.to_owned(), d));
+                    }
+                    finish_file(&file, &header)
+                });
                 install(&dir, &tmp, &final_name, result)?;
                 if conffile {
                     // Also in place, as debootstrap's and mmdebstrap's
@@ -299,7 +347,20 @@ impl Writer<'_> {
                 let result = owner_and_time_at(&dir, &tmp, &header);
                 install(&dir, &tmp, &final_name, result)?;
             }
-            EntryKind::HardLink => self.hard_link(&dir, &final_name, &header)?,
+            EntryKind::HardLink => {
+                self.hard_link(&dir, &final_name, &header)?;
+                if let Some(digests) = self.digests.as_mut() {
+                    // dpkg lists a hard link with its target's digest.
+                    let source = header.link.as_deref().and_then(|l| entry_path(l).ok());
+                    if let Some(d) = digests
+                        .iter()
+                        .find(|(p, _)| Some(p) == source.as_ref())
+                        .map(|(_, d)| *d)
+                    {
+                        digests.push((rel.to_owned(), d));
+                    }
+                }
+            }
             EntryKind::CharDevice | EntryKind::BlockDevice | EntryKind::Fifo => {
                 let tmp = target::temp_name();
                 let (kind, dev) = match (header.kind, header.device) {
@@ -376,20 +437,25 @@ impl Writer<'_> {
         }
     }
 
+    /// Copies the entry's data into `file`; its MD5 when generating md5sums.
     fn fill<R: Read>(
         &mut self,
         file: &mut File,
         entry: &mut DataEntry<'_, R>,
         out: &mut Extracted,
-    ) -> io::Result<()> {
+    ) -> io::Result<Option<[u8; 16]>> {
+        let mut md5 = self.digests.is_some().then(Md5::new);
         loop {
             let n = match entry.read(&mut self.buffer) {
-                Ok(0) => return Ok(()),
+                Ok(0) => return Ok(md5.map(|m| m.finalize().into())),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
             file.write_all(&self.buffer[..n])?;
+            if let Some(m) = md5.as_mut() {
+                m.update(&self.buffer[..n]);
+            }
             out.bytes += n as u64;
         }
     }
@@ -415,7 +481,7 @@ impl Writer<'_> {
                 final_name,
                 AtFlags::empty(),
             ) {
-                Ok(()) => return Ok(()),
+                Ok(()) => return link_metadata(dir, final_name, header),
                 Err(Errno::EEXIST) => {
                     let st =
                         nix::sys::stat::fstatat(dir, final_name, AtFlags::AT_SYMLINK_NOFOLLOW)?;
@@ -476,6 +542,24 @@ fn owner_and_time_at(dir: &OwnedFd, name: &OsStr, header: &EntryHeader) -> io::R
     )?;
     let t = mtime(header);
     nix::sys::stat::utimensat(dir, name, &t, &t, UtimensatFlags::NoFollowSymlink)?;
+    Ok(())
+}
+
+/// dpkg applies a hard-link entry's owner, mode and mtime to the inode it
+/// shares (so the last link's header wins); a link to a symlink keeps the
+/// symlink's own (chmod would follow it).
+fn link_metadata(dir: &OwnedFd, name: &OsStr, header: &EntryHeader) -> Result<(), Failure> {
+    let st = nix::sys::stat::fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)?;
+    if file_type(&st) == SFlag::S_IFLNK {
+        return Ok(());
+    }
+    owner_and_time_at(dir, name, header)?;
+    nix::sys::stat::fchmodat(
+        dir,
+        name,
+        Mode::from_bits_truncate(header.mode & 0o7777),
+        nix::sys::stat::FchmodatFlags::FollowSymlink,
+    )?;
     Ok(())
 }
 

@@ -33,6 +33,7 @@ use super::error::Error;
 use super::extract::{self, DirMeta, Extracted, Placed, listed_path};
 use super::target::{Target, file_type, open_nofollow};
 use crate::source::DebFile;
+use crate::source::deb::ControlMember;
 use crate::source::relation::parse_relations;
 
 /// How to install.
@@ -272,7 +273,18 @@ fn unpack_one(target: &Target, path: &Path) -> Result<(PackageRecord, Extracted)
         .map(|(p, _)| p.into_bytes())
         .collect();
     let name = record.name().to_owned();
-    let extracted = extract::extract(target, deb, &name, &conffiles, None)?;
+    let generate_md5sums = record.member("md5sums").is_none();
+    let mut record = record;
+    let extracted = extract::extract(target, deb, &name, &conffiles, None, generate_md5sums)?;
+    if let Some(md5sums) = &extracted.md5sums {
+        // dpkg generates one for packages that ship none (dpkg --audit
+        // asks for it).
+        record.members.push(ControlMember {
+            name: "md5sums".into(),
+            mode: 0o644,
+            data: md5sums.clone(),
+        });
+    }
     Ok((record, extracted))
 }
 
@@ -372,7 +384,7 @@ fn settle(
             files = paths.len(),
             "re-extracting replaced files"
         );
-        extract::extract(target, deb, record.name(), &conffiles, Some(&paths))?;
+        extract::extract(target, deb, record.name(), &conffiles, Some(&paths), false)?;
     }
     for (i, gone) in dropped {
         let (record, extracted) = &mut results[i];

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use indicatif::ProgressBar;
+use ironrack_builder::fixtures::{DebBuilder, TarKind};
 use ironrack_builder::rootfs::install::{prepare, unpack};
 use ironrack_builder::rootfs::tree::Manifest;
 use ironrack_builder::rootfs::{Target, dpkg_db};
@@ -61,12 +62,51 @@ fn comparable(root: &Path) -> Vec<String> {
         .collect()
 }
 
+/// What real packages rarely have: no md5sums (dpkg generates them),
+/// setuid files, non-root owners, hard links, fifos, device nodes,
+/// Multi-Arch: same (info files named `pkg:arch`), file triggers.
+fn fixture_debs(dir: &Path) -> Vec<PathBuf> {
+    std::fs::create_dir_all(dir).unwrap();
+    let odd = DebBuilder::new("fixture-odd", "1.0-1", "amd64")
+        .without_md5sums()
+        .file("usr/bin/tool", b"#!/bin/sh\necho tool\n", 0o4755)
+        .hardlink("usr/bin/tool-alias", "usr/bin/tool")
+        .symlink("usr/bin/tool-link", "tool")
+        .conffile("etc/fixture-odd.conf", b"setting=1\n")
+        .file("var/lib/fixture-odd/state", b"", 0o640)
+        .owned(1, 42, "daemon", "shadow")
+        .dir("var/spool/fixture-odd", 0o2775)
+        .owned(0, 8, "root", "mail")
+        .node("usr/share/fixture-odd/fifo", TarKind::Fifo, 0o600)
+        .node(
+            "usr/share/fixture-odd/null",
+            TarKind::CharDevice { major: 1, minor: 3 },
+            0o666,
+        )
+        .control_file(
+            "triggers",
+            b"interest-noawait /usr/share/fixture-odd/hooks\n",
+        );
+    let same = DebBuilder::new("libfixture-same1", "2", "amd64")
+        .field("Multi-Arch", "same")
+        .file(
+            "usr/lib/x86_64-linux-gnu/libfixture.so.1",
+            b"\x7fELF not really",
+            0o644,
+        )
+        .script("postinst", "#!/bin/sh\nexit 0\n");
+    [odd, same]
+        .iter()
+        .map(|d| d.write_to(dir).unwrap())
+        .collect()
+}
+
 #[test]
 fn unpack_and_database_match_dpkg_unpack() {
     if !root_or_skip("unpack_and_database_match_dpkg_unpack") {
         return;
     }
-    let debs: Vec<PathBuf> = real_debs("required", BASE)
+    let mut debs: Vec<PathBuf> = real_debs("required", BASE)
         .into_iter()
         .filter(|d| {
             DebFile::open(d)
@@ -81,6 +121,7 @@ fn unpack_and_database_match_dpkg_unpack() {
         debs.len()
     );
     let work = scratch("dpkg-compat");
+    debs.extend(fixture_debs(&work.join("fixtures")));
     let (by_dpkg, by_us) = (work.join("dpkg"), work.join("ours"));
     for root in [&by_dpkg, &by_us] {
         std::fs::create_dir(root).unwrap();

@@ -10,6 +10,7 @@
 #![allow(clippy::print_stderr)]
 
 mod dpkg_compat;
+mod hostile;
 mod mmdebstrap;
 mod real;
 mod reproducible;
