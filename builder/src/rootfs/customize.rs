@@ -106,8 +106,9 @@ fn check_hostname(name: &str) -> Result<(), Error> {
     }
 }
 
-/// Copies the overlay tree: directories, files (modes kept, owner root)
-/// and symlinks; anything else is refused.
+/// Copies the overlay tree: directories (0755), files (0755 when
+/// executable, else 0644; owner root) and symlinks; anything else is
+/// refused.
 fn copy_overlay(target: &Target, overlay: &Path, rel: &Path) -> Result<(), Error> {
     let source = overlay.join(rel);
     let read_error =
@@ -124,7 +125,14 @@ fn copy_overlay(target: &Target, overlay: &Path, rel: &Path) -> Result<(), Error
         let what = || format!("overlay file {}", path.display());
         let meta =
             fs::symlink_metadata(&path).map_err(|e| customize_error(what(), e.to_string()))?;
-        let mode = meta.permissions().mode() & 0o7777;
+        // Modes as git records them (the overlay lives in the repository;
+        // a checkout's other bits come from the umask of whoever cloned).
+        let executable = meta.permissions().mode() & 0o111 != 0;
+        let mode = if meta.is_dir() || executable {
+            0o755
+        } else {
+            0o644
+        };
         if meta.is_dir() {
             if target.lstat(&rel)?.is_none() {
                 target.create_dir_all(&rel, mode)?;

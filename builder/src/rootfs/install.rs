@@ -16,6 +16,8 @@
 //!   error.
 
 use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{BufReader, Seek, SeekFrom};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -94,11 +96,67 @@ pub fn merged_usr_dirs(architecture: &str) -> Vec<&'static str> {
     dirs
 }
 
+/// A package file to install, opened by the caller (after verifying its
+/// digest: the open file cannot be swapped afterwards, its path could).
+#[derive(Debug)]
+pub struct PackageFile {
+    /// Where it came from (for messages).
+    pub path: PathBuf,
+    /// The open file; read from offset 0 whatever its position.
+    pub file: File,
+    /// Its size in bytes (large packages are unpacked first).
+    pub size: u64,
+}
+
+impl PackageFile {
+    /// Opens a .deb by path (no digest check: for callers that verified
+    /// it another way, and for tests).
+    pub fn open(path: &Path) -> Result<Self, Error> {
+        let open = || -> std::io::Result<Self> {
+            let file = File::open(path)?;
+            let size = file.metadata()?.len();
+            Ok(Self {
+                path: path.to_owned(),
+                file,
+                size,
+            })
+        };
+        open().map_err(|e| Error::Package {
+            package: path.display().to_string(),
+            source: Box::new(crate::source::Error::Read {
+                path: path.to_owned(),
+                source: e,
+            }),
+        })
+    }
+
+    /// Opens every path in `paths`.
+    pub fn open_all(paths: &[PathBuf]) -> Result<Vec<Self>, Error> {
+        paths.iter().map(|p| Self::open(p)).collect()
+    }
+
+    /// Reads the .deb from its start.
+    fn deb(&self) -> Result<DebFile<BufReader<&File>>, Error> {
+        let read_error = |e| Error::Package {
+            package: self.path.display().to_string(),
+            source: Box::new(e),
+        };
+        (&self.file).seek(SeekFrom::Start(0)).map_err(|source| {
+            read_error(crate::source::Error::Read {
+                path: self.path.clone(),
+                source,
+            })
+        })?;
+        DebFile::from_reader(BufReader::with_capacity(128 << 10, &self.file), &self.path)
+            .map_err(read_error)
+    }
+}
+
 /// Installs `debs` (in install order) into `target`, configures them and
 /// audits the result.
 pub fn install(
     target: &Target,
-    debs: &[PathBuf],
+    debs: &[PackageFile],
     options: &InstallOptions,
     progress: &ProgressBar,
 ) -> Result<InstallReport, Error> {
@@ -171,13 +229,12 @@ type Slot = Mutex<Option<Result<(PackageRecord, Extracted), Error>>>;
 /// settles paths shared between packages (see the module documentation).
 pub fn unpack(
     target: &Target,
-    debs: &[PathBuf],
+    debs: &[PackageFile],
     jobs: usize,
     progress: &ProgressBar,
 ) -> Result<Unpacked, Error> {
     let mut schedule: Vec<usize> = (0..debs.len()).collect();
-    let size = |i: usize| std::fs::metadata(&debs[i]).map(|m| m.len()).unwrap_or(0);
-    schedule.sort_by_key(|&i| (std::cmp::Reverse(size(i)), i));
+    schedule.sort_by_key(|&i| (std::cmp::Reverse(debs[i].size), i));
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let slots: Vec<Slot> = debs.iter().map(|_| Mutex::new(None)).collect();
@@ -257,11 +314,8 @@ pub fn unpack(
     Ok(unpacked)
 }
 
-fn unpack_one(target: &Target, path: &Path) -> Result<(PackageRecord, Extracted), Error> {
-    let deb = DebFile::open(path).map_err(|e| Error::Package {
-        package: path.display().to_string(),
-        source: Box::new(e),
-    })?;
+fn unpack_one(target: &Target, package: &PackageFile) -> Result<(PackageRecord, Extracted), Error> {
+    let deb = package.deb()?;
     let record = PackageRecord {
         control: deb.control().clone(),
         members: deb.control_members().to_vec(),
@@ -291,7 +345,7 @@ fn unpack_one(target: &Target, path: &Path) -> Result<(PackageRecord, Extracted)
 /// Applies the rules for paths shipped by more than one package.
 fn settle(
     target: &Target,
-    debs: &[PathBuf],
+    debs: &[PackageFile],
     results: &mut [(PackageRecord, Extracted)],
 ) -> Result<(), Error> {
     let mut claims: HashMap<&Path, Vec<(usize, &Placed)>> = HashMap::new();
@@ -370,10 +424,7 @@ fn settle(
     winners.sort_by_key(|(i, _)| *i);
     for (i, paths) in winners {
         let record = &results[i].0;
-        let deb = DebFile::open(&debs[i]).map_err(|e| Error::Package {
-            package: record.name().to_owned(),
-            source: Box::new(e),
-        })?;
+        let deb = debs[i].deb()?;
         let conffiles: HashSet<Vec<u8>> = record
             .conffiles()
             .into_iter()

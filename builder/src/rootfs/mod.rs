@@ -25,5 +25,5 @@ pub mod target;
 pub mod tree;
 
 pub use error::{EntryProblem, Error};
-pub use install::{InstallOptions, InstallReport, InstalledPackage, install};
+pub use install::{InstallOptions, InstallReport, InstalledPackage, PackageFile, install};
 pub use target::Target;

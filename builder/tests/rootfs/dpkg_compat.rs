@@ -13,7 +13,7 @@ use std::process::Command;
 
 use indicatif::ProgressBar;
 use ironrack_builder::fixtures::{DebBuilder, TarKind};
-use ironrack_builder::rootfs::install::{prepare, unpack};
+use ironrack_builder::rootfs::install::{PackageFile, prepare, unpack};
 use ironrack_builder::rootfs::tree::Manifest;
 use ironrack_builder::rootfs::{Target, dpkg_db};
 use ironrack_builder::source::DebFile;
@@ -135,7 +135,13 @@ fn unpack_and_database_match_dpkg_unpack() {
         .args(&debs));
 
     let target = Target::open(&by_us).unwrap();
-    let unpacked = unpack(&target, &debs, 2, &ProgressBar::hidden()).unwrap();
+    let unpacked = unpack(
+        &target,
+        &PackageFile::open_all(&debs).unwrap(),
+        2,
+        &ProgressBar::hidden(),
+    )
+    .unwrap();
     dpkg_db::write(&target, &unpacked.records).unwrap();
 
     let admin = |root: &Path| root.join("var/lib/dpkg");

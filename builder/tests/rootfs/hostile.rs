@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use indicatif::ProgressBar;
 use ironrack_builder::fixtures::{DebBuilder, TarEntry, TarKind};
-use ironrack_builder::rootfs::install::unpack;
+use ironrack_builder::rootfs::install::{PackageFile, unpack};
 use ironrack_builder::rootfs::{EntryProblem, Error, InstallOptions, Target, install};
 
 use super::support::{BASE, real_debs, root_or_skip, scratch};
@@ -84,7 +84,13 @@ fn walkdir(dir: &Path) -> Vec<PathBuf> {
 
 fn unpack_one(arena: &Arena, deb: &Path) -> Result<(), Error> {
     let target = Target::open(&arena.root).unwrap();
-    unpack(&target, &[deb.to_owned()], 1, &ProgressBar::hidden()).map(|_| ())
+    unpack(
+        &target,
+        &PackageFile::open_all(&[deb.to_owned()]).unwrap(),
+        1,
+        &ProgressBar::hidden(),
+    )
+    .map(|_| ())
 }
 
 fn file(path: &str, data: &str) -> TarEntry {
@@ -201,8 +207,20 @@ fn symlinks_out_of_the_tree_do_not_carry_files_out() {
             .raw_entry(file("./usr/share/evil/pwned", "contained\n")),
     );
     let target = Target::open(&arena.root).unwrap();
-    unpack(&target, &[linker], 1, &ProgressBar::hidden()).unwrap();
-    let unpacked = unpack(&target, &[jumper], 1, &ProgressBar::hidden()).unwrap();
+    unpack(
+        &target,
+        &PackageFile::open_all(&[linker]).unwrap(),
+        1,
+        &ProgressBar::hidden(),
+    )
+    .unwrap();
+    let unpacked = unpack(
+        &target,
+        &PackageFile::open_all(&[jumper]).unwrap(),
+        1,
+        &ProgressBar::hidden(),
+    )
+    .unwrap();
     assert_eq!(
         unpacked.redirected,
         vec![("jumper".to_owned(), PathBuf::from("usr/share/evil/pwned"))]
@@ -244,7 +262,13 @@ fn install_with(arena: &Arena, extra: &DebBuilder) -> Result<(), Error> {
         epoch: 1_717_200_000,
         log_dir: arena.work.clone(),
     };
-    install(&target, &debs, &options, &ProgressBar::hidden()).map(|_| ())
+    install(
+        &target,
+        &PackageFile::open_all(&debs).unwrap(),
+        &options,
+        &ProgressBar::hidden(),
+    )
+    .map(|_| ())
 }
 
 #[test]

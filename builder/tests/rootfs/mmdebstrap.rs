@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use indicatif::ProgressBar;
+use ironrack_builder::rootfs::install::PackageFile;
 use ironrack_builder::rootfs::tree::Manifest;
 use ironrack_builder::rootfs::{self, InstallOptions, Target};
 use ironrack_builder::source::DebFile;
@@ -159,7 +160,13 @@ fn same_tree_as_mmdebstrap_for_the_same_packages() {
         epoch: EPOCH,
         log_dir: work.clone(),
     };
-    rootfs::install(&target, &debs, &options, &ProgressBar::hidden()).unwrap();
+    rootfs::install(
+        &target,
+        &PackageFile::open_all(&debs).unwrap(),
+        &options,
+        &ProgressBar::hidden(),
+    )
+    .unwrap();
     rootfs::normalize::normalize(&target, EPOCH).unwrap();
 
     let (a, b) = (comparable(&theirs), comparable(&ours));

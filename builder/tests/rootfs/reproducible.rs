@@ -1,4 +1,5 @@
-//! Reproducibility: the same packages built twice, in different
+//! Reproducibility: the same packages (the image set: systemd, sshd, ...)
+//! and customisation built twice, in different
 //! directories, with different TZ, LANG, umask, parallelism, wall clock and
 //! a SOURCE_DATE_EPOCH in the environment (which must not matter: the
 //! epoch comes from the inputs) give the same rootfs.tar, bit for bit.
@@ -15,10 +16,11 @@ use std::process::Command;
 
 use indicatif::ProgressBar;
 use ironrack_builder::rootfs::fsimage::tar;
+use ironrack_builder::rootfs::install::PackageFile;
 use ironrack_builder::rootfs::tree::Manifest;
 use ironrack_builder::rootfs::{self, InstallOptions, Target};
 
-use super::support::{BASE, real_debs, root_or_skip, run, scratch};
+use super::support::{IMAGE, demo_customization, real_debs, root_or_skip, run, scratch};
 
 /// The build's epoch, as a snapshot's Release date would give it.
 const EPOCH: u64 = 1_717_200_000;
@@ -49,8 +51,15 @@ fn child_build() {
         epoch: EPOCH,
         log_dir: work.clone(),
     };
-    rootfs::install(&target, &debs, &options, &ProgressBar::hidden())
-        .unwrap_or_else(|e| panic!("install: {e}"));
+    rootfs::install(
+        &target,
+        &PackageFile::open_all(&debs).unwrap(),
+        &options,
+        &ProgressBar::hidden(),
+    )
+    .unwrap_or_else(|e| panic!("install: {e}"));
+    rootfs::customize::customize(&target, &demo_customization(&work), EPOCH, &work)
+        .unwrap_or_else(|e| panic!("customize: {e}"));
     rootfs::normalize::normalize(&target, EPOCH).unwrap_or_else(|e| panic!("normalize: {e}"));
     let tar_path = work.join("rootfs.tar");
     let mut out = BufWriter::new(File::create(&tar_path).unwrap());
@@ -111,7 +120,7 @@ fn builds_are_bit_for_bit_reproducible() {
     if !root_or_skip("builds_are_bit_for_bit_reproducible") {
         return;
     }
-    let debs = real_debs("required", BASE);
+    let debs = real_debs("image", IMAGE);
     let base = scratch("reproducible");
     let first = base.join("a");
     let second = base.join("second/build/in/a/deeper/directory");
