@@ -7,6 +7,8 @@
 //! ARCHITECTURE.md for the map.
 
 pub mod boot;
+pub mod pipeline;
+pub mod publish;
 pub mod rootfs;
 pub mod source;
 

@@ -70,7 +70,8 @@ pub struct InstallReport {
 }
 
 /// One installed package.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct InstalledPackage {
     /// Package name.
     pub name: String,

@@ -12,6 +12,7 @@
 mod dpkg_compat;
 mod hostile;
 mod mmdebstrap;
+mod pipeline;
 mod real;
 mod reproducible;
 mod support;
