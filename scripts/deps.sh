@@ -33,8 +33,9 @@ packages=(
   # builder/tests/rootfs: getcap/getfattr check that file capabilities set
   # by maintainer scripts survive into the images
   libcap2-bin attr
-  # scripts/bench-build.sh: mksquashfs, mmdebstrap's squashfs counterpart
-  squashfs-tools
+  # scripts/bench-build.sh: mksquashfs (mmdebstrap's squashfs counterpart)
+  # and dpkg-scanpackages (the local repository mmdebstrap reads)
+  squashfs-tools dpkg-dev
 )
 
 missing=()
