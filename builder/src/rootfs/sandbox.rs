@@ -230,7 +230,8 @@ impl<'a> Sandbox<'a> {
         .map(|(target, path)| Ok((c(target)?, under(path)?)))
         .collect::<std::io::Result<Vec<_>>>()?;
         Ok(SandboxSetup {
-            root: c(&String::from_utf8_lossy(self.root.as_os_str().as_bytes()))?,
+            root: CString::new(self.root.as_os_str().as_bytes())
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?,
             hostname: c(BUILD_HOSTNAME)?,
             mounts,
             dirs: vec![(under("dev/pts")?, 0o755), (under("dev/shm")?, 0o1777)],
