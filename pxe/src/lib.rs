@@ -1,4 +1,7 @@
 //! The PXE service (DHCP, TFTP, HTTP), inventory, the attestation server and
 //! the node agent.
 //!
-//! Nothing is implemented yet; see ARCHITECTURE.md for the planned parts.
+//! Built so far: the TFTP server ([`net::tftp`]). See ARCHITECTURE.md for
+//! the planned parts.
+
+pub mod net;

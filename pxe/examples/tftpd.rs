@@ -1,0 +1,81 @@
+//! A standalone TFTP server over one directory, for benchmarks and manual
+//! tests until `ironrack serve` exists.
+//!
+//! ```text
+//! tftpd ROOT [LISTEN] [key=value ...]
+//! ```
+//! `key=value` pairs are `[tftp]` settings in site.toml syntax, e.g.
+//! `per-client-sessions=256`. RUST_LOG sets the log level (default warn).
+//! Stops on SIGINT or SIGTERM, after transfers in flight end.
+
+#![allow(clippy::print_stderr)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use ironrack_pxe::net::tftp::{DirSource, NoEvents, TftpConfig, TftpServer};
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("tftpd: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let root = PathBuf::from(
+        args.next()
+            .ok_or("usage: tftpd ROOT [LISTEN] [key=value ...]")?,
+    );
+    let mut table = format!("root = {:?}\n", root.display().to_string());
+    for arg in args {
+        match arg.split_once('=') {
+            Some((key, value)) => table.push_str(&format!("{key} = {value}\n")),
+            None => table.push_str(&format!("listen = {arg:?}\n")),
+        }
+    }
+    let config: TftpConfig = toml::from_str(&table)?;
+    let files = DirSource::open(&config.root)?;
+    // One thread: on loopback a transfer is a ping-pong of tiny packets,
+    // and cross-thread wake-ups would cost more than they win.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let server = TftpServer::bind(config, Arc::new(files), Arc::new(NoEvents)).await?;
+        eprintln!(
+            "tftpd: serving {} on {}",
+            root.display(),
+            server.local_addr()
+        );
+        server.run(shutdown()).await?;
+        Ok(())
+    })
+}
+
+async fn shutdown() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! The network services of a PXE boot: each module serves one protocol.
+
+pub mod tftp;
