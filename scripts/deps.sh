@@ -6,6 +6,9 @@ set -euo pipefail
 packages=(
   # keys: third-party verifiers and signers for interop tests
   minisign signify-openbsd
+  # pxe/tests/tftp: real TFTP clients (curl tftp:// with --tftp-blksize,
+  # atftp with blksize/tsize/windowsize options, tftp-hpa plain and netascii)
+  curl atftp tftp-hpa
 )
 
 missing=()

@@ -118,22 +118,22 @@ impl Negotiated {
         }
     }
 
-    /// True when the client asked for anything the server agreed to: the
-    /// transfer then starts with an OACK instead of DATA block 1.
-    pub fn wants_oack(&self) -> bool {
-        !self.accepted.is_empty()
-    }
-
     /// The OACK's option list; `size` is the byte count the client will
-    /// receive (after netascii conversion, if any).
+    /// receive (after netascii conversion, if any). Empty means no OACK:
+    /// the transfer starts with DATA block 1.
+    ///
+    /// `tsize` is left out for an empty file: curl (7.88) rejects
+    /// `tsize 0` in an OACK as invalid and aborts (it fails the same way
+    /// against tftpd-hpa); RFC 2347 lets a server omit any option.
     pub fn oack_options(&self, size: u64) -> Vec<(String, String)> {
         self.accepted
             .iter()
-            .map(|option| match *option {
-                Accepted::Blksize(v) => ("blksize".to_owned(), v.to_string()),
-                Accepted::Windowsize(v) => ("windowsize".to_owned(), v.to_string()),
-                Accepted::Timeout(v) => ("timeout".to_owned(), v.to_string()),
-                Accepted::Tsize => ("tsize".to_owned(), size.to_string()),
+            .filter_map(|option| match *option {
+                Accepted::Blksize(v) => Some(("blksize".to_owned(), v.to_string())),
+                Accepted::Windowsize(v) => Some(("windowsize".to_owned(), v.to_string())),
+                Accepted::Timeout(v) => Some(("timeout".to_owned(), v.to_string())),
+                Accepted::Tsize if size == 0 => None,
+                Accepted::Tsize => Some(("tsize".to_owned(), size.to_string())),
             })
             .collect()
     }
@@ -191,7 +191,7 @@ mod tests {
     fn no_options_means_rfc1350_defaults_and_no_oack() {
         let (agreed, ignored) = negotiate(&[]);
         assert_eq!((agreed.blksize, agreed.windowsize), (512, 1));
-        assert!(!agreed.wants_oack());
+        assert!(agreed.oack_options(100).is_empty());
         assert!(ignored.is_empty());
     }
 
@@ -237,12 +237,22 @@ mod tests {
             ("multicast", ""),
             ("blksize", " 1024"),
         ]);
-        assert!(!agreed.wants_oack());
+        assert!(agreed.oack_options(100).is_empty());
         assert_eq!(
             (agreed.blksize, agreed.windowsize, agreed.timeout),
             (512, 1, None)
         );
         assert_eq!(ignored.len(), 10);
+    }
+
+    #[test]
+    fn tsize_is_left_out_for_an_empty_file() {
+        let (agreed, _) = negotiate(&[("tsize", "0")]);
+        assert_eq!(
+            agreed.oack_options(1),
+            vec![("tsize".to_owned(), "1".to_owned())]
+        );
+        assert!(agreed.oack_options(0).is_empty());
     }
 
     #[test]

@@ -226,6 +226,10 @@ impl Shared {
     }
 
     /// One request, from the queue to the last ACK.
+    ///
+    /// The ticket (the client's place) is given back before the last
+    /// packet and the events go out: a client that asks again from the
+    /// same port right after must not be taken for a retransmission.
     async fn serve(
         self: Arc<Self>,
         ticket: Ticket,
@@ -233,9 +237,10 @@ impl Shared {
         local: IpAddr,
         request: Request,
     ) {
-        let queued = Instant::now();
+        let received = Instant::now();
         let wait = self.config.queue_timeout();
-        let Ok(_permit) = tokio::time::timeout(wait, ticket.session()).await else {
+        let Ok(permit) = tokio::time::timeout(wait, ticket.session()).await else {
+            drop(ticket);
             self.refuse(
                 client,
                 Some(request.filename),
@@ -250,54 +255,18 @@ impl Shared {
                 return;
             }
         };
-        let prepared = self.prepare(&request).await;
-        let (name, body, agreed) = match prepared {
+        let (name, body, agreed) = match self.prepare(&request).await {
             Ok(prepared) => prepared,
             Err(reason) => {
+                drop((permit, ticket));
                 if let Some(reply) = self.refuse(client, Some(request.filename), reason) {
                     let _ = socket.send(&reply).await;
                 }
                 return;
             }
         };
-        let len = body.len();
-        self.run_transfer(&socket, client, name, body, agreed, len, queued)
-            .await;
-        drop(ticket);
-    }
-
-    async fn prepare(
-        &self,
-        request: &Request,
-    ) -> Result<(SafeName, Body, Negotiated), RefusalReason> {
-        let name = SafeName::parse(&request.filename)?;
-        let body = body::load(
-            self.current_source(),
-            Arc::clone(&self.cache),
-            name.clone(),
-            request.mode,
-        )
-        .await?;
-        let (agreed, ignored) =
-            Negotiated::from_request(&request.options, self.config.option_limits());
-        for option in ignored {
-            tracing::debug!(file = %name, option = %option.name, value = %option.value, reason = option.reason, "tftp option ignored");
-        }
-        Ok((name, body, agreed))
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn run_transfer(
-        &self,
-        socket: &UdpSocket,
-        client: SocketAddr,
-        name: SafeName,
-        body: Body,
-        agreed: Negotiated,
-        len: u64,
-        started: Instant,
-    ) {
         let file = name.to_string();
+        let len = body.len();
         self.events.event(TransferEvent::Started {
             client,
             file: file.clone(),
@@ -306,33 +275,18 @@ impl Shared {
             windowsize: agreed.windowsize,
         });
         tracing::info!(client = %client, file = %file, size = len, blksize = agreed.blksize, windowsize = agreed.windowsize, "tftp transfer started");
-        let initial = agreed.timeout.unwrap_or(self.config.retransmit_timeout());
-        let retransmit = Retransmit {
-            initial,
-            max: self.config.max_retransmit_timeout().max(initial),
-            max_retries: self.config.max_retries,
-        };
-        let reader = BlockReader::new(body, agreed.blksize);
         let mut transfer = Transfer::new(
-            socket,
-            reader,
+            &socket,
+            BlockReader::new(body, agreed.blksize),
             file.clone(),
             agreed.blksize,
             agreed.windowsize,
             len,
-            retransmit,
+            self.retransmit(&agreed),
         );
-        let mut outcome = Ok(());
-        if agreed.wants_oack() {
-            let oack = Packet::Oack {
-                options: agreed.oack_options(len),
-            };
-            outcome = transfer.negotiate(&oack).await;
-        }
-        if outcome.is_ok() {
-            outcome = transfer.send_file().await;
-        }
-        let duration = started.elapsed();
+        let outcome = Self::transfer(&mut transfer, &agreed, len).await;
+        drop((permit, ticket));
+        let duration = received.elapsed();
         let bytes = transfer.bytes_acked();
         match outcome {
             Ok(()) => {
@@ -364,5 +318,47 @@ impl Shared {
                 });
             }
         }
+    }
+
+    async fn prepare(
+        &self,
+        request: &Request,
+    ) -> Result<(SafeName, Body, Negotiated), RefusalReason> {
+        let name = SafeName::parse(&request.filename)?;
+        let body = body::load(
+            self.current_source(),
+            Arc::clone(&self.cache),
+            name.clone(),
+            request.mode,
+        )
+        .await?;
+        let (agreed, ignored) =
+            Negotiated::from_request(&request.options, self.config.option_limits());
+        for option in ignored {
+            tracing::debug!(file = %name, option = %option.name, value = %option.value, reason = option.reason, "tftp option ignored");
+        }
+        Ok((name, body, agreed))
+    }
+
+    fn retransmit(&self, agreed: &Negotiated) -> Retransmit {
+        let initial = agreed.timeout.unwrap_or(self.config.retransmit_timeout());
+        Retransmit {
+            initial,
+            max: self.config.max_retransmit_timeout().max(initial),
+            max_retries: self.config.max_retries,
+        }
+    }
+
+    /// OACK (when any option was agreed), then the blocks.
+    async fn transfer(
+        transfer: &mut Transfer<'_>,
+        agreed: &Negotiated,
+        len: u64,
+    ) -> Result<(), FailReason> {
+        let options = agreed.oack_options(len);
+        if !options.is_empty() {
+            transfer.negotiate(&Packet::Oack { options }).await?;
+        }
+        transfer.send_file().await
     }
 }
