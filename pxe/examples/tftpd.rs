@@ -2,8 +2,10 @@
 //! tests until `ironrack serve` exists.
 //!
 //! ```text
-//! tftpd ROOT [LISTEN] [key=value ...]
+//! tftpd [--threads N] ROOT [LISTEN] [key=value ...]
 //! ```
+//! `--threads N` runs N worker threads (default: one per CPU); 0 runs the
+//! whole server on one thread.
 //! `key=value` pairs are `[tftp]` settings in site.toml syntax, e.g.
 //! `per-client-sessions=256`. RUST_LOG sets the log level (default warn).
 //! Stops on SIGINT or SIGTERM, after transfers in flight end.
@@ -34,11 +36,14 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
-    let root = PathBuf::from(
-        args.next()
-            .ok_or("usage: tftpd ROOT [LISTEN] [key=value ...]")?,
-    );
+    let usage = "usage: tftpd [--threads N] ROOT [LISTEN] [key=value ...]";
+    let mut args = std::env::args().skip(1).peekable();
+    let mut threads = std::thread::available_parallelism().map_or(1, usize::from);
+    if args.peek().map(String::as_str) == Some("--threads") {
+        args.next();
+        threads = args.next().ok_or(usage)?.parse()?;
+    }
+    let root = PathBuf::from(args.next().ok_or(usage)?);
     let mut table = format!("root = {:?}\n", root.display().to_string());
     for arg in args {
         match arg.split_once('=') {
@@ -48,11 +53,16 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     let config: TftpConfig = toml::from_str(&table)?;
     let files = DirSource::open(&config.root)?;
-    // One thread: on loopback a transfer is a ping-pong of tiny packets,
-    // and cross-thread wake-ups would cost more than they win.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = if threads == 0 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()?
+    };
     runtime.block_on(async {
         let server = TftpServer::bind(config, Arc::new(files), Arc::new(NoEvents)).await?;
         eprintln!(

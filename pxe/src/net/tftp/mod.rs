@@ -6,6 +6,24 @@
 //! [`DirSource`]); small hot files are cached in memory; admission control
 //! bounds sessions per server and per client (see `admission.rs`).
 //!
+//! Why our own engine: `tftp-server` 0.0.3 has no option negotiation and
+//! accepts writes; async-tftp would do the protocol, but the parts a boot
+//! storm needs (admission before any work, a shared cache keyed by file
+//! identity, per-session file handles that survive a reload, events for
+//! the boot timeline) would all live outside it, around a handler API
+//! that opens files per request. Owning the ~2,000 lines keeps windowing,
+//! retransmission and admission in one place we can measure and tune.
+//!
+//! Layout: `packet` (wire format) → `options` (negotiation) → `source`
+//! (names, confinement, the [`FileSource`] trait) → `cache` and `body`
+//! (bytes of one transfer) → `session` (one transfer on its own TID) →
+//! `admission` and `server` (request socket, bounds, events).
+//!
+//! Each transfer socket is bound to the listen address and connected to
+//! the client; with a wildcard listen address the kernel picks the source
+//! address by route (no IP_PKTINFO yet), which is right for a PXE server
+//! with one address per boot network.
+//!
 //! ```no_run
 //! # async fn example() -> Result<(), ironrack_pxe::net::tftp::TftpError> {
 //! use std::sync::Arc;
