@@ -79,6 +79,7 @@ fn load_blocking(
     match mode {
         Mode::Octet => Ok(body),
         Mode::Netascii => netascii_body(body, cache),
+        // The server refuses mail before opening anything.
         Mode::Mail => Err(RefusalReason::UnsupportedMode(mode)),
     }
 }

@@ -15,7 +15,7 @@ use super::cache::FileCache;
 use super::config::TftpConfig;
 use super::events::{FailReason, RefusalReason, TransferEvent, TransferEvents};
 use super::options::Negotiated;
-use super::packet::{ErrorCode, Packet, Request, error_packet};
+use super::packet::{ErrorCode, Mode, Packet, Request, error_packet};
 use super::session::{Retransmit, Transfer, transfer_socket};
 use super::source::{FileSource, SafeName};
 
@@ -325,6 +325,9 @@ impl Shared {
         request: &Request,
     ) -> Result<(SafeName, Body, Negotiated), RefusalReason> {
         let name = SafeName::parse(&request.filename)?;
+        if request.mode == Mode::Mail {
+            return Err(RefusalReason::UnsupportedMode(request.mode));
+        }
         let body = body::load(
             self.current_source(),
             Arc::clone(&self.cache),
