@@ -68,7 +68,12 @@ fn load_blocking(
         SourceContent::File { file, identity } if cache.admits(identity.len) => {
             match cache.get(name, &identity) {
                 Some(bytes) => Body::Memory(bytes),
-                None => Body::Memory(read_and_cache(cache, name, file, identity)?),
+                None => {
+                    Body::Memory(cache.fill_once(name, || match cache.get(name, &identity) {
+                        Some(bytes) => Ok(bytes),
+                        None => read_and_cache(cache, name, file, identity),
+                    })?)
+                }
             }
         }
         SourceContent::File { file, identity } => Body::File {

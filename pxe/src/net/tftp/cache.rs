@@ -19,6 +19,7 @@ pub struct FileCache {
     max_total: u64,
     max_file: u64,
     inner: Mutex<Inner>,
+    filling: Mutex<HashMap<SafeName, Arc<Mutex<()>>>>,
 }
 
 #[derive(Debug, Default)]
@@ -43,7 +44,29 @@ impl FileCache {
             max_total,
             max_file: max_file.min(max_total),
             inner: Mutex::default(),
+            filling: Mutex::default(),
         }
+    }
+
+    /// Runs `fill` for `name` with no other fill of the same name running:
+    /// when a storm's first wave asks for the same file at once, one
+    /// request reads it and the others find it cached. Blocks; call it
+    /// from a blocking thread.
+    pub fn fill_once<T>(&self, name: &SafeName, fill: impl FnOnce() -> T) -> T {
+        let slot = {
+            let mut filling = self.filling.lock().unwrap_or_else(|e| e.into_inner());
+            Arc::clone(filling.entry(name.clone()).or_default())
+        };
+        let result = {
+            let _turn = slot.lock().unwrap_or_else(|e| e.into_inner());
+            fill()
+        };
+        let mut filling = self.filling.lock().unwrap_or_else(|e| e.into_inner());
+        // Two references: the map's and ours. Anyone else still waits.
+        if Arc::strong_count(&slot) == 2 {
+            filling.remove(name);
+        }
+        result
     }
 
     /// True when a file of `len` bytes may be cached.
@@ -179,6 +202,31 @@ mod tests {
         assert!(cache.get(&name("b"), &id(2, 40)).is_none());
         assert!(cache.get(&name("a"), &id(1, 40)).is_some());
         assert!(cache.get(&name("c"), &id(3, 40)).is_some());
+    }
+
+    #[test]
+    fn concurrent_fills_of_one_name_read_once() {
+        let cache = Arc::new(FileCache::new(100, 50));
+        let reads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (cache, reads) = (Arc::clone(&cache), Arc::clone(&reads));
+                std::thread::spawn(move || {
+                    cache.fill_once(&name("a"), || {
+                        if cache.get(&name("a"), &id(1, 10)).is_none() {
+                            reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            std::thread::sleep(std::time::Duration::from_millis(20));
+                            cache.insert(name("a"), id(1, 10), bytes(10));
+                        }
+                    })
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert_eq!(reads.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(cache.filling.lock().unwrap().is_empty());
     }
 
     #[test]
