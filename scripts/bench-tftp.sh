@@ -5,6 +5,7 @@
 #
 #   scripts/bench-tftp.sh            # RUNS=3 by default
 #   RUNS=5 scripts/bench-tftp.sh
+#   BIG=0 RUNS=5 scripts/bench-tftp.sh   # the storm row only
 #
 # Rows: a 64 MiB file at blksize 512 and 1468, each pinned to one CPU
 # (server and client share it), pinned split (server CPU 0, client CPU 1)
@@ -26,6 +27,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNS=${RUNS:-3}
+BIG=${BIG:-1}
 STORM=${STORM:-200}
 [ "$(id -u)" -eq 0 ] || { echo "bench-tftp: needs root (network namespace)" >&2; exit 1; }
 for tool in curl in.tftpd dnsmasq taskset ip; do
@@ -164,6 +166,7 @@ PIN_ORDER=(same-CPU split unpinned)
 for run in $(seq "$RUNS"); do
   echo "== run $run/$RUNS" >&2
   for pin in "${PIN_ORDER[@]}"; do
+    [ "$BIG" = 1 ] || break
     IFS='|' read -r scpu ccpu <<<"${PIN[$pin]}"
     for name in "${SERVERS[@]}"; do
       start_server "$name" "$scpu"
