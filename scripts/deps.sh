@@ -26,6 +26,9 @@ packages=(
   # repositories; gpgv + the Debian keyring verify the InRelease text we
   # extract; lz4 reads apt lists stored lz4-compressed (also bench-index.sh)
   dpkg apt gpgv debian-archive-keyring lz4 xz-utils
+  # pxe/tests/tftp: real TFTP clients (curl tftp:// with --tftp-blksize,
+  # atftp with blksize/tsize/windowsize options, tftp-hpa plain and netascii)
+  curl atftp tftp-hpa
 )
 
 missing=()
