@@ -36,6 +36,9 @@ packages=(
   # scripts/bench-build.sh: mksquashfs (mmdebstrap's squashfs counterpart)
   # and dpkg-scanpackages (the local repository mmdebstrap reads)
   squashfs-tools dpkg-dev
+  # pxe/tests/tftp: real TFTP clients (curl tftp:// with --tftp-blksize,
+  # atftp with blksize/tsize/windowsize options, tftp-hpa plain and netascii)
+  curl atftp tftp-hpa
 )
 
 missing=()
