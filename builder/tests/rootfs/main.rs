@@ -13,6 +13,7 @@ mod dpkg_compat;
 mod hostile;
 mod mmdebstrap;
 mod pipeline;
+mod props;
 mod real;
 mod reproducible;
 mod support;
