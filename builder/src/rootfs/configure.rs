@@ -13,7 +13,8 @@
 //!
 //! While scripts run, `/usr/sbin/policy-rc.d` (exit 101) forbids starting
 //! services; there is no network, and a script that needs one fails, which
-//! fails the build with the script's output.
+//! fails the build with the script's output. SSH host keys are not
+//! generated (see [`hold_host_key_places`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -57,12 +58,36 @@ pub fn configure(
         b"#!/bin/sh\n# written by ironrack while the image is configured\nexit 101\n",
         0o755,
     )?;
+    let placeholders = hold_host_key_places(target)?;
     let result = stage_control_files(target, packages)
         .and_then(|()| run_scripts(&sandbox, packages, log_dir));
+    for path in placeholders {
+        target.remove(&path)?;
+    }
     target.remove(Path::new(POLICY_RC_D))?;
     target.remove(Path::new(STAGING))?;
     target.remove(Path::new(TMP_CI))?;
     result
+}
+
+/// SSH host keys are per node (normalisation removes them, the node makes
+/// its own): openssh-server's postinst generates each missing one, the RSA
+/// key taking seconds, only for it to be thrown away. Placeholders make it
+/// skip them; they go right after configuration. Only where no key is.
+fn hold_host_key_places(target: &Target) -> Result<Vec<std::path::PathBuf>, Error> {
+    let mut held = Vec::new();
+    if target.lstat(Path::new("usr/sbin/sshd"))?.is_none() {
+        return Ok(held);
+    }
+    for kind in ["rsa", "ecdsa", "ed25519"] {
+        let path = Path::new("etc/ssh").join(format!("ssh_host_{kind}_key"));
+        if target.lstat(&path)?.is_none() {
+            target.create_dir_all(Path::new("etc/ssh"), 0o755)?;
+            target.write_file(&path, b"", 0o600)?;
+            held.push(path);
+        }
+    }
+    Ok(held)
 }
 
 /// Writes the control files of every package with a preinst under

@@ -161,7 +161,7 @@ fn fix_last_change(target: &Target, path: &Path, epoch: u64) -> Result<(), Error
 /// packages' own) stay, to the second. Links are not followed.
 pub fn clamp_mtimes(target: &Target, epoch: u64) -> Result<(), Error> {
     let limit = i64::try_from(epoch).unwrap_or(i64::MAX);
-    tree::walk(target, &mut |entry| {
+    tree::walk_with(target, false, &mut |entry| {
         let (secs, nanos) = (entry.stat.st_mtime, entry.stat.st_mtime_nsec);
         if secs <= limit && nanos == 0 {
             return Ok(());

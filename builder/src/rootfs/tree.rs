@@ -99,6 +99,16 @@ pub fn walk(
     target: &Target,
     visit: &mut dyn FnMut(Entry<'_>) -> Result<(), Error>,
 ) -> Result<(), Error> {
+    walk_with(target, true, visit)
+}
+
+/// [`walk`] with `contents` false: no file is opened, no xattr read
+/// (`file` and `xattrs` stay empty), for passes over metadata only.
+pub fn walk_with(
+    target: &Target,
+    contents: bool,
+    visit: &mut dyn FnMut(Entry<'_>) -> Result<(), Error>,
+) -> Result<(), Error> {
     let root = open_nofollow(
         &target.fd(),
         OsStr::new("."),
@@ -121,11 +131,19 @@ pub fn walk(
         hard_link_of: None,
         file: None,
     })?;
-    walk_dir(target, &root, &mut PathBuf::new(), &mut links, visit)
+    walk_dir(
+        target,
+        contents,
+        &root,
+        &mut PathBuf::new(),
+        &mut links,
+        visit,
+    )
 }
 
 fn walk_dir(
     target: &Target,
+    contents: bool,
     dir: &OwnedFd,
     path: &mut PathBuf,
     links: &mut HashMap<(u64, u64), PathBuf>,
@@ -170,7 +188,9 @@ fn walk_dir(
             Kind::Directory => {
                 let fd = open_nofollow(dir, &name, OFlag::O_DIRECTORY | OFlag::O_RDONLY)
                     .map_err(|e| fail(e, path))?;
-                entry.xattrs = sys::fxattrs(fd.as_fd()).map_err(|e| fail(e, path))?;
+                if contents {
+                    entry.xattrs = sys::fxattrs(fd.as_fd()).map_err(|e| fail(e, path))?;
+                }
                 subdir = Some(fd);
             }
             Kind::Symlink => {
@@ -183,7 +203,7 @@ fn walk_dir(
         }
         visit(entry)?;
         if let Some(sub) = subdir {
-            walk_dir(target, &sub, path, links, visit)?;
+            walk_dir(target, contents, &sub, path, links, visit)?;
         }
         path.pop();
     }
