@@ -28,6 +28,7 @@ pub mod index;
 pub mod names;
 pub mod relation;
 pub mod release;
+pub mod resolve;
 pub mod version;
 
 pub use catalog::{Catalog, PackageId};
