@@ -8,6 +8,7 @@
 
 pub mod boot;
 pub mod source;
+pub mod spec;
 
 #[cfg(feature = "fixtures")]
 pub mod fixtures;

@@ -25,6 +25,7 @@ pub mod control;
 pub mod deb;
 pub mod error;
 pub mod index;
+pub mod lock;
 pub mod names;
 pub mod relation;
 pub mod release;

@@ -242,7 +242,10 @@ fn requests(
                     .ok_or_else(|| error::missing_version(universe, text, v))?;
                 (universe.package(id).name, Some(id))
             }
-            None => (universe.requested_name(text, marker.candidates_mut())?, None),
+            None => (
+                universe.requested_name(text, marker.candidates_mut())?,
+                None,
+            ),
         };
         // A name given twice (or a pinned base package) keeps its first
         // position and takes the pin. `Resolution::requested` carries the

@@ -31,7 +31,13 @@ impl Apt {
     /// the indexes: no network).
     pub fn new(dir: &Path, root: &Path, suite: &str, components: &[&str]) -> Self {
         require_tool("apt-get");
-        for sub in ["conf.d", "sources.d", "prefs.d", "state/lists/partial", "cache/archives/partial"] {
+        for sub in [
+            "conf.d",
+            "sources.d",
+            "prefs.d",
+            "state/lists/partial",
+            "cache/archives/partial",
+        ] {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
         }
         std::fs::write(dir.join("status"), "").unwrap();
@@ -65,15 +71,21 @@ impl Apt {
              Acquire::Languages \"none\";\n"
         );
         std::fs::write(dir.join("apt.conf"), config).unwrap();
-        let apt = Self { dir: dir.to_owned() };
+        let apt = Self {
+            dir: dir.to_owned(),
+        };
         let update = stdout(apt.cmd("apt-get").args(["-q", "update"]));
-        assert!(!update.contains("Err:") && !update.contains("W:"), "apt-get update:\n{update}");
+        assert!(
+            !update.contains("Err:") && !update.contains("W:"),
+            "apt-get update:\n{update}"
+        );
         apt
     }
 
     pub fn cmd(&self, program: &str) -> Command {
         let mut c = Command::new(program);
-        c.env("APT_CONFIG", self.dir.join("apt.conf")).env("LC_ALL", "C");
+        c.env("APT_CONFIG", self.dir.join("apt.conf"))
+            .env("LC_ALL", "C");
         c
     }
 

@@ -85,7 +85,12 @@ pub fn repository(cache: &Path) -> Result<PathBuf, String> {
 /// `apt-get update` with a private configuration; returns the lists dir.
 fn fetch_lists(work: &Path) -> Result<PathBuf, String> {
     let w = |p: &str| work.join(p);
-    for d in ["sources.d", "conf.d", "lists/partial", "cache/archives/partial"] {
+    for d in [
+        "sources.d",
+        "conf.d",
+        "lists/partial",
+        "cache/archives/partial",
+    ] {
         std::fs::create_dir_all(w(d)).unwrap();
     }
     std::fs::write(w("status"), "").unwrap();
@@ -109,12 +114,20 @@ fn fetch_lists(work: &Path) -> Result<PathBuf, String> {
         .args(["-o", &opt("Dir::State::status", &w("status"))])
         .args(["-o", &opt("Dir::Cache", &w("cache"))])
         .args(["-o", "Debug::NoLocking=1", "-o", "Acquire::Languages=none"])
-        .args(["-o", "APT::Architecture=amd64", "-o", "APT::Architectures=amd64"])
-        .args(["-o", "Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false"])
+        .args([
+            "-o",
+            "APT::Architecture=amd64",
+            "-o",
+            "APT::Architectures=amd64",
+        ])
+        .args([
+            "-o",
+            "Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false",
+        ])
         .output()
         .map_err(|e| format!("running apt-get update: {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     if !out.status.success() || text.contains("\nErr:") || text.starts_with("Err:") {
         return Err(format!("apt-get update failed:\n{text}"));
     }
@@ -138,7 +151,11 @@ fn merge(lists: &Path, root: &Path) {
         let rel = format!("{component}/binary-amd64/Packages");
         std::fs::create_dir_all(dists.join(format!("{component}/binary-amd64"))).unwrap();
         std::fs::write(dists.join(&rel), &text).unwrap();
-        release_files.push((rel, text.len(), hex::encode(Sha256::digest(text.as_bytes()))));
+        release_files.push((
+            rel,
+            text.len(),
+            hex::encode(Sha256::digest(text.as_bytes())),
+        ));
     }
     let mut release = format!(
         "Origin: ironrack-test\nLabel: ironrack-test\nSuite: bookworm\nCodename: bookworm\n\

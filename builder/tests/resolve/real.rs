@@ -15,7 +15,10 @@ fn v(text: &str) -> Option<Version> {
 fn request(base: BaseSet, include: &[(&str, Option<Version>)]) -> Request {
     let mut r = Request::new("amd64");
     r.base = base;
-    r.include = include.iter().map(|(n, v)| (n.to_string(), v.clone())).collect();
+    r.include = include
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.clone()))
+        .collect();
     r
 }
 
@@ -24,7 +27,10 @@ fn closure(catalog: &Catalog, r: &Resolution) -> BTreeMap<String, String> {
         .iter()
         .map(|&id| {
             let p = catalog.package(id);
-            (catalog.names().resolve(p.name).to_owned(), p.version.to_string())
+            (
+                catalog.names().resolve(p.name).to_owned(),
+                p.version.to_string(),
+            )
         })
         .collect()
 }
@@ -73,7 +79,10 @@ fn compare(b: &Bookworm, label: &str, req: &Request, pinned: &[&str]) -> Option<
         .iter()
         .map(|s| {
             let p = b.catalog.package(s.package);
-            (b.catalog.names().resolve(p.name).to_owned(), p.version.to_string())
+            (
+                b.catalog.names().resolve(p.name).to_owned(),
+                p.version.to_string(),
+            )
         })
         .collect();
     b.apt.set_preferences(&prefer);
@@ -84,11 +93,18 @@ fn compare(b: &Bookworm, label: &str, req: &Request, pinned: &[&str]) -> Option<
         return Some(format!("{label}: apt failed:\n{}", sim.output));
     }
     if sim.resolver_broken.iter().any(|&n| n > 0) {
-        return Some(format!("{label}: apt needed its problem resolver:\n{}", sim.output));
+        return Some(format!(
+            "{label}: apt needed its problem resolver:\n{}",
+            sim.output
+        ));
     }
     let ours = closure(&b.catalog, &ours);
     let report = diff(&ours, &sim.installs);
-    eprintln!("{label}: {} packages, apt {}", ours.len(), sim.installs.len());
+    eprintln!(
+        "{label}: {} packages, apt {}",
+        ours.len(),
+        sim.installs.len()
+    );
     (!report.is_empty()).then(|| format!("{label}: closures differ:\n{report}"))
 }
 
@@ -131,7 +147,11 @@ fn closures_equal_apts_on_real_bookworm() {
     ));
     let mut with_recommends = request(BaseSet::None, &[("openssh-server", None), ("apt", None)]);
     with_recommends.recommends = true;
-    cases.push(("openssh-server + apt with Recommends", with_recommends, vec![]));
+    cases.push((
+        "openssh-server + apt with Recommends",
+        with_recommends,
+        vec![],
+    ));
     let pinned = ["firmware-nvidia-gsp", "libcuda1", "nvidia-smi"];
     cases.push((
         "pinned NVIDIA 535.261.03-1",

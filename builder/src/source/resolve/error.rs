@@ -34,7 +34,10 @@ pub enum ResolveError {
         providers: Vec<String>,
     },
     /// A pinned version that the index does not have.
-    #[error("{name} {version} is not in the index (available: {})", list_or_none(available))]
+    #[error(
+        "{name} {version} is not in the index (available: {})",
+        list_or_none(available)
+    )]
     MissingVersion {
         /// The package.
         name: String,
@@ -52,7 +55,7 @@ pub enum ResolveError {
         problem: Problem,
     },
     /// The resolver's thread (it needs a deep stack) could not start.
-    #[error("starting the resolver thread: {source}")]
+    #[error("starting the resolver thread")]
     Thread {
         /// The OS error.
         source: std::io::Error,

@@ -107,7 +107,12 @@ impl<'u, 'c> Marker<'u, 'c> {
             .groups()
             .chain(p.depends.groups())
             .map(|g| (g, true))
-            .chain(recommends.into_iter().flat_map(|r| r.groups()).map(|g| (g, false)))
+            .chain(
+                recommends
+                    .into_iter()
+                    .flat_map(|r| r.groups())
+                    .map(|g| (g, false)),
+            )
     }
 
     /// Whether `dep` is met by a marked package (apt's `DepInstall`).
@@ -171,7 +176,8 @@ impl<'u, 'c> Marker<'u, 'c> {
             }
             for prv in self.u.catalog.providers(dep.name) {
                 let owner = self.u.package(prv.package).name;
-                if self.cand[owner.index()] == Some(prv.package) && self.u.provide_satisfies(dep, prv)
+                if self.cand[owner.index()] == Some(prv.package)
+                    && self.u.provide_satisfies(dep, prv)
                 {
                     out.push(prv.package);
                 }

@@ -13,6 +13,7 @@ use std::collections::HashSet;
 use super::Switch;
 use super::universe::Universe;
 use crate::source::catalog::PackageId;
+use crate::source::names::Name;
 use crate::source::relation::Dependency;
 
 /// Walks the closure from the requests (pinned ones first, as given) and
@@ -28,6 +29,14 @@ pub(super) fn propagate(
     let (pinned, rest): (Vec<PackageId>, Vec<PackageId>) = requested
         .iter()
         .partition(|&&id| u.newest()[u.package(id).name.index()] != Some(id));
+    // A candidate decided once (pinned, preferred, or switched for a pin)
+    // stays: a newer package met later on the walk must not switch it back.
+    let mut fixed: HashSet<Name> = cand
+        .iter()
+        .zip(u.newest())
+        .filter(|(c, n)| c != n)
+        .filter_map(|(c, _)| c.map(|id| u.package(id).name))
+        .collect();
     for start in pinned.into_iter().chain(rest) {
         let mut stack = vec![start];
         while let Some(id) = stack.pop() {
@@ -41,7 +50,7 @@ pub(super) fn propagate(
                     next.push(met);
                     continue;
                 }
-                if let Some(v) = switch_for(u, cand, group) {
+                if let Some(v) = switch_for(u, cand, &mut fixed, group) {
                     switched.push(Switch {
                         package: v,
                         because_of: id,
@@ -84,16 +93,19 @@ fn first_met(
 fn switch_for(
     u: &Universe<'_>,
     cand: &mut [Option<PackageId>],
+    fixed: &mut HashSet<Name>,
     group: &[Dependency],
 ) -> Option<PackageId> {
-    group
+    let (dep, v) = group
         .iter()
-        .filter(|dep| dep.constraint.is_some())
+        .filter(|dep| dep.constraint.is_some() && !fixed.contains(&dep.name))
         .find_map(|dep| {
             let v = u
                 .versions(dep.name)
                 .find(|&v| u.version_satisfies(dep, u.package(v)))?;
-            cand[dep.name.index()] = Some(v);
-            Some(v)
-        })
+            Some((dep, v))
+        })?;
+    cand[dep.name.index()] = Some(v);
+    fixed.insert(dep.name);
+    Some(v)
 }

@@ -4,8 +4,8 @@
 use std::cell::Cell;
 use std::cmp::Ordering;
 
-use super::error::{self, ResolveError};
 use super::BaseSet;
+use super::error::{self, ResolveError};
 use crate::source::catalog::{Catalog, PackageId, Provider};
 use crate::source::index::{MultiArch, Package, Priority};
 use crate::source::names::Name;
