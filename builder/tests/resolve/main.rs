@@ -6,5 +6,7 @@
 
 mod apt;
 mod bookworm;
+mod generated;
 mod real;
+mod repo;
 mod util;

@@ -23,14 +23,33 @@ impl Marker<'_, '_> {
                 return Err(self.explain(name, id));
             }
         }
+        let conflicted = self
+            .installed_packages()
+            .into_iter()
+            .find_map(|id| Some((id, self.conflict_with_marked(self.u.package(id).name, id)?)));
+        if let Some((id, cause)) = conflicted {
+            // Explain from a request whose installation failed, if any.
+            if let Some(&r) = requested
+                .iter()
+                .find(|&&r| self.failures.contains_key(&self.u.package(r).name))
+            {
+                return Err(self.explain(self.u.package(r).name, r));
+            }
+            return Err(ResolveError::Unsatisfiable {
+                chain: vec![self.link(id)],
+                problem: self.conflict_problem(&cause),
+            });
+        }
         for id in self.installed_packages() {
             let p = self.u.package(id);
             let deps = p.pre_depends.groups().chain(p.depends.groups());
             for group in deps {
                 if !group.iter().any(|d| self.atom_installed(d)) {
-                    let mut chain = vec![self.link(id), Link::Relation(group_text(self, group))];
+                    if self.failures.contains_key(&p.name) {
+                        return Err(self.explain(p.name, id));
+                    }
+                    let chain = vec![self.link(id), Link::Relation(group_text(self, group))];
                     let problem = self.no_version(group);
-                    chain.truncate(MAX_CHAIN);
                     return Err(ResolveError::Unsatisfiable { chain, problem });
                 }
             }
@@ -61,22 +80,7 @@ impl Marker<'_, '_> {
                 break Problem::NotInstalled;
             }
             match &failure.cause {
-                Cause::Conflict {
-                    with,
-                    relation,
-                    declared_by,
-                } => {
-                    let declarer = self.u.package(*declared_by);
-                    break Problem::Conflict {
-                        with: package_text(self, *with),
-                        relation: format!(
-                            "{} {} declares {}",
-                            self.u.text(declarer.name),
-                            declarer.version,
-                            relation_text(self, relation)
-                        ),
-                    };
-                }
+                cause @ Cause::Conflict { .. } => break self.conflict_problem(cause),
                 Cause::Unsatisfiable { group } => {
                     chain.push(Link::Relation(group_text(self, group)));
                     // A candidate that would have met the relation may have
@@ -105,6 +109,27 @@ impl Marker<'_, '_> {
             }
         };
         ResolveError::Unsatisfiable { chain, problem }
+    }
+
+    fn conflict_problem(&self, cause: &Cause<'_>) -> Problem {
+        let Cause::Conflict {
+            with,
+            relation,
+            declared_by,
+        } = cause
+        else {
+            return Problem::NotInstalled;
+        };
+        let declarer = self.u.package(*declared_by);
+        Problem::Conflict {
+            with: package_text(self, *with),
+            relation: format!(
+                "{} {} declares {}",
+                self.u.text(declarer.name),
+                declarer.version,
+                relation_text(self, relation)
+            ),
+        }
     }
 
     /// A failed package whose version satisfies an alternative of `group`.

@@ -45,6 +45,10 @@ pub(super) struct Marker<'u, 'c> {
     pub u: &'u Universe<'c>,
     cand: Vec<Option<PackageId>>,
     installed: Vec<bool>,
+    /// apt's `Protected` flag: requested packages, the only solutions of
+    /// their dependencies (recursively), and candidates their Conflicts
+    /// dropped; only the user may change their state.
+    protected: Vec<bool>,
     recommends: bool,
     pub failures: HashMap<Name, Failure<'c>>,
     /// A failed attempt left marks behind (apt's autoremover cleans up).
@@ -59,6 +63,7 @@ impl<'u, 'c> Marker<'u, 'c> {
             u,
             cand: u.newest().to_vec(),
             installed: vec![false; u.name_count()],
+            protected: vec![false; u.name_count()],
             recommends,
             failures: HashMap::new(),
             leaked: false,
@@ -88,11 +93,14 @@ impl<'u, 'c> Marker<'u, 'c> {
             .collect()
     }
 
-    /// apt-get's two passes: mark every request, then install each one's
-    /// dependencies, in order.
+    /// apt-get's two passes: protect and mark every request, then install
+    /// each one's dependencies, in order.
     pub fn install_requested(&mut self, requested: &[PackageId]) {
         for &id in requested {
-            self.mark_install(self.u.package(id).name, false, 0, true);
+            let name = self.u.package(id).name;
+            // apt-get's TryToInstall: Fix->Protect(Pkg) marks it protected.
+            self.protected[name.index()] = true;
+            self.mark_install(name, false, 0, true);
         }
         for &id in requested {
             self.mark_install(self.u.package(id).name, true, 0, true);
@@ -164,7 +172,9 @@ impl<'u, 'c> Marker<'u, 'c> {
         }
     }
 
-    /// The candidates that satisfy a group, in the order apt tries them.
+    /// The candidates that satisfy a group, in the order apt tries them,
+    /// without protected packages that are not to be installed (apt's
+    /// `getAllPossibleSolutions`).
     pub fn solutions(&self, group: &'c [Dependency]) -> Vec<PackageId> {
         let mut out: Vec<PackageId> = Vec::new();
         for dep in group {
@@ -185,53 +195,112 @@ impl<'u, 'c> Marker<'u, 'c> {
             out[start..].sort_by(|a, b| self.u.compare_providers(dep, *a, *b));
         }
         out.dedup();
+        out.retain(|&id| {
+            let n = self.u.package(id).name.index();
+            !self.protected[n] || self.installed[n]
+        });
         out
     }
 
-    /// A marked package that `id` (of `name`) conflicts with, either way.
-    fn conflict(&self, name: Name, id: PackageId) -> Option<Cause<'c>> {
-        let p = self.u.package(id);
-        let marked = |n: Name| n != name && self.installed[n.index()];
-        for dep in p.conflicts.atoms().iter().chain(p.breaks.atoms()) {
-            if marked(dep.name)
-                && let Some(other) = self.cand[dep.name.index()]
-                && self.u.version_satisfies(dep, self.u.package(other))
+    /// Candidates (other than `name`'s own) that a Conflicts or Breaks
+    /// atom of `name` matches.
+    fn conflicting(&self, name: Name, dep: &Dependency) -> Vec<PackageId> {
+        let mut out = Vec::new();
+        if dep.name != name
+            && let Some(id) = self.cand.get(dep.name.index()).copied().flatten()
+            && self.u.version_satisfies(dep, self.u.package(id))
+        {
+            out.push(id);
+        }
+        for prv in self.u.catalog.providers(dep.name) {
+            let owner = self.u.package(prv.package).name;
+            // Provides never apply against the package itself.
+            if owner != name
+                && self.cand[owner.index()] == Some(prv.package)
+                && self.u.provide_satisfies(dep, prv)
             {
-                return Some(conflict(other, dep, id));
+                out.push(prv.package);
             }
-            for prv in self.u.catalog.providers(dep.name) {
-                let owner = self.u.package(prv.package).name;
-                if marked(owner)
-                    && self.cand[owner.index()] == Some(prv.package)
-                    && self.u.provide_satisfies(dep, prv)
-                {
-                    return Some(conflict(prv.package, dep, id));
+        }
+        out
+    }
+
+    /// A marked package that `id` (of `name`, marked or not) conflicts
+    /// with, in either direction.
+    pub fn conflict_with_marked(&self, name: Name, id: PackageId) -> Option<Cause<'c>> {
+        let p = self.u.package(id);
+        for dep in p.conflicts.atoms().iter().chain(p.breaks.atoms()) {
+            for other in self.conflicting(name, dep) {
+                if self.installed[self.u.package(other).name.index()] {
+                    return Some(conflict(other, dep, id));
                 }
             }
         }
+        self.conflicted_by(name, id)
+    }
+
+    /// A marked package whose Conflicts or Breaks match `id` (of `name`).
+    /// apt does not look this way: it would mark both and leave the
+    /// breakage to its problem resolver; we refuse the second one.
+    fn conflicted_by(&self, name: Name, id: PackageId) -> Option<Cause<'c>> {
+        let p = self.u.package(id);
+        let marked = |n: Name| n != name && self.installed[n.index()];
         let against = |target: Name, met: &dyn Fn(&Dependency) -> bool| {
             self.negative.get(&target).and_then(|list| {
                 list.iter()
                     .find(|(declarer, dep)| marked(*declarer) && met(dep))
                     .and_then(|(declarer, dep)| {
                         let by = self.cand[declarer.index()]?;
-                        Some(conflict(id, dep, by))
+                        Some(conflict(by, dep, by))
                     })
             })
         };
         if let Some(c) = against(name, &|dep| self.u.version_satisfies(dep, p)) {
             return Some(c);
         }
-        for provided in p.provides.atoms() {
+        p.provides.atoms().iter().find_map(|provided| {
             let prv = Provider {
                 package: id,
                 version: provided.constraint.as_ref().map(|c| c.version.clone()),
             };
-            if let Some(c) = against(provided.name, &|dep| self.u.provide_satisfies(dep, &prv)) {
-                return Some(c);
+            against(provided.name, &|dep| self.u.provide_satisfies(dep, &prv))
+        })
+    }
+
+    /// apt's `MarkInstall_RemoveConflictsIfNotUpgradeable` on an empty
+    /// status: a protected package's Conflicts and Breaks drop the
+    /// candidates they match for good. A match that is already marked
+    /// fails the install (apt would unmark it, breaking what needed it).
+    fn remove_conflicts(
+        &mut self,
+        name: Name,
+        id: PackageId,
+        protected: bool,
+        from_user: bool,
+    ) -> bool {
+        let p = self.u.package(id);
+        let mut failed = false;
+        for dep in p.conflicts.atoms().iter().chain(p.breaks.atoms()) {
+            for other in self.conflicting(name, dep) {
+                let target = self.u.package(other).name;
+                if self.installed[target.index()] {
+                    self.fail(id, conflict(other, dep, id));
+                    failed = true;
+                    if !protected && !from_user {
+                        return false;
+                    }
+                } else if protected {
+                    self.cand[target.index()] = None;
+                    self.protected[target.index()] = true;
+                    self.fail(other, conflict(id, dep, id));
+                }
             }
         }
-        None
+        if let Some(cause) = self.conflicted_by(name, id) {
+            self.fail(id, cause);
+            failed = true;
+        }
+        !failed
     }
 
     fn set_installed(&mut self, name: Name) {
@@ -248,7 +317,7 @@ impl<'u, 'c> Marker<'u, 'c> {
     }
 
     /// Unmarks a package (its stale entries in `negative` are skipped by
-    /// [`Marker::conflict`], which looks at marks).
+    /// [`Marker::conflicted_by`], which looks at marks).
     pub fn unmark(&mut self, name: Name) {
         if self.installed[name.index()] {
             self.installed[name.index()] = false;
@@ -271,44 +340,87 @@ impl<'u, 'c> Marker<'u, 'c> {
 
     /// `pkgDepCache::MarkInstall(Pkg, AutoInst, Depth, FromUser)`.
     pub fn mark_install(&mut self, name: Name, auto: bool, depth: u32, from_user: bool) -> bool {
-        if depth > MAX_DEPTH {
+        let i = name.index();
+        // IsModeChangeOk: only the user may change a protected package.
+        if depth > MAX_DEPTH || (!from_user && self.protected[i] && !self.installed[i]) {
             return false;
         }
-        let Some(id) = self.cand[name.index()] else {
+        let Some(id) = self.cand[i] else {
             return false;
         };
-        if self.installed[name.index()] && !self.broken(id) {
+        if !self.protected[i] && self.installed[i] && !self.broken(id) {
             return true;
         }
         if auto && !self.satisfiable(id) {
-            // apt drops the candidate (and the mark) for good.
-            self.unmark(name);
-            self.cand[name.index()] = None;
+            // apt drops the candidate (and the mark) for good, unless the
+            // package is protected.
+            if !self.protected[i] {
+                self.unmark(name);
+                self.cand[i] = None;
+            }
             return false;
         }
-        if from_user {
+        if from_user || !auto {
             self.set_installed(name);
         }
         if !auto {
             return true;
         }
         let package = self.u.package(id);
-        let fail_early = !from_user;
+        let already = self.protected[i];
+        let fail_early = !already && !from_user;
+        let to_install: Vec<(&'c [Dependency], bool)> = self
+            .groups(package)
+            .filter(|(g, _)| already || !g.iter().any(|d| self.atom_installed(d)))
+            .collect();
         let mut failed = false;
-        if let Some(cause) = self.conflict(name, id) {
-            self.fail(id, cause);
+        if !self.remove_conflicts(name, id, already, from_user) {
             if fail_early {
                 return false;
             }
             failed = true;
         }
-        let to_install: Vec<(&'c [Dependency], bool)> = self
-            .groups(package)
-            .filter(|(g, _)| !g.iter().any(|d| self.atom_installed(d)))
-            .collect();
         self.set_installed(name);
+        // Protected while its dependencies are installed (apt's
+        // ScopedProtected): nothing they pull in may unmark it.
+        self.protected[i] = true;
+        failed |= !self.install_dependencies(id, to_install, depth, already, from_user);
+        if !already {
+            self.protected[i] = false;
+        }
+        if failed && fail_early {
+            self.discard(name);
+            return false;
+        }
+        !failed
+    }
+
+    /// apt's `MarkInstall_InstallDependencies`.
+    fn install_dependencies(
+        &mut self,
+        id: PackageId,
+        to_install: Vec<(&'c [Dependency], bool)>,
+        depth: u32,
+        protected: bool,
+        from_user: bool,
+    ) -> bool {
+        let mut failed = false;
         for (group, critical) in to_install {
             if group.iter().any(|d| self.atom_installed(d)) {
+                // A protected package protects the only solution of each
+                // of its dependencies too.
+                if !protected || !critical {
+                    continue;
+                }
+                let only = match self.solutions(group).as_slice() {
+                    [only] => self.u.package(*only).name,
+                    _ => continue,
+                };
+                if self.protected[only.index()] {
+                    continue;
+                }
+                self.protected[only.index()] = true;
+                failed |= !self.mark_install(only, true, depth + 1, false);
                 continue;
             }
             let solutions = self.solutions(group);
@@ -318,23 +430,30 @@ impl<'u, 'c> Marker<'u, 'c> {
                 if self.cand[target.index()] != Some(solution) {
                     continue;
                 }
+                if protected && critical && solutions.len() == 1 {
+                    if !self.mark_install(target, false, depth + 1, false) {
+                        continue;
+                    }
+                    self.protected[target.index()] = true;
+                }
                 if self.mark_install(target, true, depth + 1, false) {
                     found = true;
                     break;
                 }
             }
             if !found && critical {
-                let tried = solutions;
-                self.fail(id, Cause::SolutionsFailed { group, tried });
+                self.fail(
+                    id,
+                    Cause::SolutionsFailed {
+                        group,
+                        tried: solutions,
+                    },
+                );
                 failed = true;
-                if fail_early {
+                if !protected && !from_user {
                     break;
                 }
             }
-        }
-        if failed && fail_early {
-            self.discard(name);
-            return false;
         }
         !failed
     }
