@@ -75,7 +75,12 @@ fn key_at(text: &str, span: &Range<usize>) -> Option<Vec<String>> {
 pub(super) fn key_position(text: &str, key: &[String]) -> (usize, usize) {
     let all = spans(text);
     for len in (1..=key.len()).rev() {
-        if let Some((_, span)) = all.iter().find(|(path, _)| path.as_slice() == &key[..len]) {
+        // The key's span comes first, then its value's: point at the value.
+        if let Some((_, span)) = all
+            .iter()
+            .rev()
+            .find(|(path, _)| path.as_slice() == &key[..len])
+        {
             return line_column(text.as_bytes(), span.start);
         }
     }

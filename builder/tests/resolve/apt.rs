@@ -16,11 +16,11 @@ pub struct Apt {
 /// What `apt-get -s install` printed, parsed.
 #[derive(Debug)]
 pub struct Simulation {
-    /// Name → version of every `Inst` line.
+    /// Name → version of every package apt would newly install.
     pub installs: BTreeMap<String, String>,
     /// The broken count apt's problem resolver started with, if it ran.
     pub resolver_broken: Vec<usize>,
-    /// Whether apt succeeded.
+    /// Whether apt resolved the request (even if ordering then failed).
     pub ok: bool,
     /// stdout and stderr, for failure messages.
     pub output: String,
@@ -102,20 +102,29 @@ impl Apt {
     /// `apt-get -s install [--no-install-recommends] ARGS` on an empty status.
     pub fn simulate(&self, args: &[String], recommends: bool) -> Simulation {
         let mut cmd = self.cmd("apt-get");
-        cmd.args(["-s", "-q", "-o", "Debug::pkgProblemResolver=1", "install"]);
+        cmd.args(["-s", "-q", "-o", "Debug::pkgProblemResolver=1"]);
+        cmd.args(["-o", "APT::Get::Show-Versions=1", "install"]);
         if !recommends {
             cmd.arg("--no-install-recommends");
         }
         let out = cmd.args(args).output().expect("running apt-get");
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        // The resolution is the "NEW packages" list (with versions), printed
+        // before apt orders the installation: a dependency cycle can still
+        // make that ordering fail ("Could not configure"), which is not
+        // the resolver's business.
         let mut installs = BTreeMap::new();
-        for line in text.lines() {
-            if let Some(rest) = line.strip_prefix("Inst ") {
-                let mut parts = rest.split_whitespace();
-                let name = parts.next().unwrap().to_owned();
-                let version = parts.next().unwrap().trim_start_matches('(').to_owned();
-                installs.insert(name, version);
+        let mut lines = text
+            .lines()
+            .skip_while(|l| !l.starts_with("The following NEW packages"));
+        let resolved = lines.next().is_some();
+        let block: Vec<&str> = lines.take_while(|l| l.starts_with("  ")).collect();
+        let tokens: Vec<&str> = block.iter().flat_map(|l| l.split_whitespace()).collect();
+        for pair in tokens.chunks(2) {
+            if let [name, version] = pair {
+                let version = version.trim_start_matches('(').trim_end_matches(')');
+                installs.insert((*name).to_owned(), version.to_owned());
             }
         }
         let resolver_broken = err
@@ -127,7 +136,7 @@ impl Apt {
         Simulation {
             installs,
             resolver_broken,
-            ok: out.status.success(),
+            ok: resolved || out.status.success(),
             output: format!("{text}\n{err}"),
         }
     }

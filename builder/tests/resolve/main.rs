@@ -6,7 +6,11 @@
 
 mod apt;
 mod bookworm;
+mod demo;
 mod generated;
+mod props;
+mod random;
 mod real;
 mod repo;
+mod spec;
 mod util;

@@ -17,15 +17,19 @@ impl Marker<'_, '_> {
     /// Depends and Pre-Depends are met by marked packages, and no two
     /// marked packages conflict.
     pub fn check(&self, requested: &[PackageId]) -> Result<(), ResolveError> {
+        // By name, so that which problem is reported first does not depend
+        // on the order the indexes were read in.
+        let mut installed = self.installed_packages();
+        installed.sort_by(|a, b| self.u.order(*a, *b));
         for &id in requested {
             let name = self.u.package(id).name;
             if !self.is_installed(name) {
                 return Err(self.explain(name, id));
             }
         }
-        let conflicted = self
-            .installed_packages()
-            .into_iter()
+        let conflicted = installed
+            .iter()
+            .copied()
             .find_map(|id| Some((id, self.conflict_with_marked(self.u.package(id).name, id)?)));
         if let Some((id, cause)) = conflicted {
             // Explain from a request whose installation failed, if any.
@@ -40,7 +44,7 @@ impl Marker<'_, '_> {
                 problem: self.conflict_problem(&cause),
             });
         }
-        for id in self.installed_packages() {
+        for &id in &installed {
             let p = self.u.package(id);
             let deps = p.pre_depends.groups().chain(p.depends.groups());
             for group in deps {
@@ -153,7 +157,7 @@ impl Marker<'_, '_> {
         for dep in group {
             let name = self.u.text(dep.name);
             let versions: Vec<PackageId> = self.u.versions(dep.name).collect();
-            let providers: Vec<String> = self
+            let mut providers: Vec<String> = self
                 .u
                 .catalog
                 .providers(dep.name)
@@ -161,6 +165,8 @@ impl Marker<'_, '_> {
                 .filter(|p| self.u.usable(self.u.package(p.package)))
                 .map(|p| package_text(self, p.package))
                 .collect();
+            providers.sort();
+            providers.dedup();
             if hint.is_none()
                 && let Some(&v) = versions.iter().find(|&&v| {
                     self.u.newest()[dep.name.index()] != Some(v)
