@@ -36,7 +36,7 @@ use std::path::{Component, Path};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub use error::{LockError, LockProblem};
+pub use error::{FileMismatch, LockError, LockProblem};
 pub use make::{NvidiaMismatch, lock_spec, nvidia_mismatches, update_lock};
 pub use repo::RepoDir;
 pub use verify::LockedFiles;

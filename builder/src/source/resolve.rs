@@ -27,7 +27,9 @@
 //!   to be installed"). Here the dependency's candidate is switched to the
 //!   newest version that satisfies it, as apt itself does for `pkg/release`
 //!   requests; [`Resolution::switched`] lists every switch, and apt given
-//!   those versions explicitly computes the same closure.
+//!   those versions as candidates computes the same closure. A pinned
+//!   version never switches; a preferred one (a lock's, during `lock
+//!   --update`) does when a newer package needs more.
 //! - **No problem resolver.** Where apt would mark conflicting packages and
 //!   then run its scored `pkgProblemResolver` (which removes or holds back
 //!   things heuristically), a candidate that conflicts with the packages
@@ -201,7 +203,7 @@ fn resolve_here(catalog: &Catalog, request: &Request) -> Result<Resolution, Reso
     let switched = if pinned.is_empty() && request.prefer.is_empty() {
         Vec::new()
     } else {
-        switch::propagate(&universe, marker.candidates_mut(), &requested)
+        switch::propagate(&universe, marker.candidates_mut(), &requested, &pinned)
     };
     marker.install_requested(&requested);
     sweep::drop_garbage(&universe, &mut marker, &requested);

@@ -79,27 +79,8 @@ pub enum LockError {
         source: std::io::Error,
     },
     /// A locked file has another size or sha256.
-    #[error(
-        "{set}: {package} {version}: {filename} does not match the lock (size {actual_size}, sha256 {actual}; locked size {locked_size}, sha256 {locked})"
-    )]
-    HashMismatch {
-        /// The package set.
-        set: PackageSet,
-        /// The package.
-        package: String,
-        /// Its version.
-        version: String,
-        /// The pool path.
-        filename: String,
-        /// The locked sha256.
-        locked: String,
-        /// The file's sha256.
-        actual: String,
-        /// The locked size.
-        locked_size: u64,
-        /// The file's size.
-        actual_size: u64,
-    },
+    #[error("{0}")]
+    HashMismatch(Box<FileMismatch>),
     /// The index gives no SHA256 for a package to lock.
     #[error("{package} {version}: the index has no SHA256 for {filename}; it cannot be locked")]
     NoHash {
@@ -148,7 +129,7 @@ pub enum LockError {
     },
     /// The spec is unusable.
     #[error(transparent)]
-    Spec(#[from] SpecError),
+    Spec(Box<SpecError>),
     /// `lock --update NAME` for a package the lock does not have.
     #[error(
         "{name} is not in the lock; nothing to update (add it to the spec and run `ironrack lock`)"
@@ -165,6 +146,50 @@ pub enum LockError {
         /// The pinned version.
         version: String,
     },
+}
+
+/// A locked file that is not what the lock says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileMismatch {
+    /// The package set.
+    pub set: PackageSet,
+    /// The package.
+    pub package: String,
+    /// Its version.
+    pub version: String,
+    /// The pool path.
+    pub filename: String,
+    /// The locked sha256.
+    pub locked: String,
+    /// The file's sha256.
+    pub actual: String,
+    /// The locked size.
+    pub locked_size: u64,
+    /// The file's size.
+    pub actual_size: u64,
+}
+
+impl fmt::Display for FileMismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {} {}: {} does not match the lock (size {}, sha256 {}; locked size {}, sha256 {})",
+            self.set,
+            self.package,
+            self.version,
+            self.filename,
+            self.actual_size,
+            self.actual,
+            self.locked_size,
+            self.locked
+        )
+    }
+}
+
+impl From<SpecError> for LockError {
+    fn from(e: SpecError) -> Self {
+        Self::Spec(Box::new(e))
+    }
 }
 
 impl LockError {

@@ -4,7 +4,7 @@ use std::io::{self, Read};
 
 use sha2::{Digest, Sha256};
 
-use super::{Lock, LockError, LockedPackage, spec_digest};
+use super::{FileMismatch, Lock, LockError, LockedPackage, spec_digest};
 
 /// Where a lock's files are: a mirror snapshot (the mirror stage
 /// implements this for its `Snapshot`) or a plain repository tree
@@ -73,7 +73,7 @@ pub(super) fn verify_file(p: &LockedPackage, files: &dyn LockedFiles) -> Result<
     }
     let actual = hex::encode(hasher.finalize());
     if actual != p.sha256 || size != p.size {
-        return Err(LockError::HashMismatch {
+        return Err(LockError::HashMismatch(Box::new(FileMismatch {
             set: p.set,
             package: p.name.clone(),
             version: p.version.clone(),
@@ -82,7 +82,7 @@ pub(super) fn verify_file(p: &LockedPackage, files: &dyn LockedFiles) -> Result<
             actual,
             locked_size: p.size,
             actual_size: size,
-        });
+        })));
     }
     Ok(())
 }

@@ -19,25 +19,22 @@ use crate::source::relation::Dependency;
 /// Walks the closure from the requests (pinned ones first, as given) and
 /// switches candidates where a group of (Pre-)Depends is met by no
 /// candidate but a versioned alternative has a satisfying version.
+/// `pinned` candidates never switch; preferred ones may, once.
 pub(super) fn propagate(
     u: &Universe<'_>,
     cand: &mut [Option<PackageId>],
     requested: &[PackageId],
+    pinned: &[PackageId],
 ) -> Vec<Switch> {
     let mut switched = Vec::new();
     let mut visited: HashSet<PackageId> = HashSet::new();
-    let (pinned, rest): (Vec<PackageId>, Vec<PackageId>) = requested
+    let (first, rest): (Vec<PackageId>, Vec<PackageId>) = requested
         .iter()
         .partition(|&&id| u.newest()[u.package(id).name.index()] != Some(id));
-    // A candidate decided once (pinned, preferred, or switched for a pin)
-    // stays: a newer package met later on the walk must not switch it back.
-    let mut fixed: HashSet<Name> = cand
-        .iter()
-        .zip(u.newest())
-        .filter(|(c, n)| c != n)
-        .filter_map(|(c, _)| c.map(|id| u.package(id).name))
-        .collect();
-    for start in pinned.into_iter().chain(rest) {
+    // A candidate decided once (pinned, or switched) stays: a newer
+    // package met later on the walk must not switch it back.
+    let mut fixed: HashSet<Name> = pinned.iter().map(|&id| u.package(id).name).collect();
+    for start in first.into_iter().chain(rest) {
         let mut stack = vec![start];
         while let Some(id) = stack.pop() {
             if !visited.insert(id) {
