@@ -26,7 +26,7 @@ pub struct LockArgs {
     /// Check the existing lock instead of writing one: the spec is the one
     /// locked, the repository is the locked snapshot, every locked file is
     /// there with its sha256.
-    #[arg(long, conflicts_with = "update")]
+    #[arg(long, alias = "locked", conflicts_with = "update")]
     pub check: bool,
 
     /// Re-resolve only this package (repeatable), keeping every other

@@ -337,3 +337,91 @@ pub(crate) fn is_safe_relative(path: &str) -> bool {
             .components()
             .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(set: PackageSet, name: &str, version: &str) -> LockedPackage {
+        LockedPackage {
+            set,
+            name: name.into(),
+            version: version.into(),
+            architecture: "amd64".into(),
+            size: 1,
+            sha256: "a".repeat(64),
+            filename: format!("pool/{name}.deb"),
+        }
+    }
+
+    fn lock(packages: Vec<LockedPackage>) -> Lock {
+        Lock {
+            version: LOCK_VERSION,
+            spec_sha256: "b".repeat(64),
+            snapshot: "c".repeat(64),
+            architecture: "amd64".into(),
+            packages,
+        }
+    }
+
+    #[test]
+    fn toml_is_sorted_and_parses_back() {
+        let l = lock(vec![
+            entry(PackageSet::Build, "gcc", "1"),
+            entry(PackageSet::Image, "zlib", "1"),
+            entry(PackageSet::Image, "bash", "5"),
+        ]);
+        let text = l.to_toml();
+        let order: Vec<&str> = text.lines().filter(|l| l.starts_with("name = ")).collect();
+        assert_eq!(
+            order,
+            ["name = \"bash\"", "name = \"zlib\"", "name = \"gcc\""]
+        );
+        let back = Lock::parse(&text, Path::new("x.lock")).unwrap();
+        assert_eq!(back.to_toml(), text);
+        assert_eq!(back.packages(PackageSet::Image).count(), 2);
+    }
+
+    #[test]
+    fn checks_what_serde_cannot() {
+        let bad = |l: Lock| {
+            Lock::parse(&l.to_toml(), Path::new("x.lock"))
+                .unwrap_err()
+                .to_string()
+        };
+        let mut l = lock(vec![entry(PackageSet::Image, "a", "1")]);
+        l.snapshot = "C".repeat(64);
+        assert!(
+            bad(l).contains("(header): snapshot"),
+            "uppercase hex is refused"
+        );
+        let l = lock(vec![
+            entry(PackageSet::Image, "a", "1"),
+            entry(PackageSet::Image, "a", "2"),
+        ]);
+        assert_eq!(bad(l), "x.lock: a 2: listed twice in the image set");
+        let mut l = lock(vec![]);
+        l.version = 2;
+        assert!(bad(l).contains("lock format version 2 is not supported"));
+        assert!(is_safe_relative("pool/main/a.deb") && !is_safe_relative("/pool/a.deb"));
+        assert!(!is_safe_relative("pool/../../a.deb") && !is_safe_relative(""));
+    }
+
+    #[test]
+    fn diffs_by_set_and_name() {
+        let old = lock(vec![
+            entry(PackageSet::Image, "a", "1"),
+            entry(PackageSet::Image, "b", "1"),
+        ]);
+        let new = lock(vec![
+            entry(PackageSet::Image, "a", "2"),
+            entry(PackageSet::Build, "b", "1"),
+        ]);
+        let d = new.diff(&old);
+        assert_eq!(
+            d.to_string(),
+            "1 added, 1 removed, 1 changed\n  + build: b 1\n  - image: b 1\n  ~ image: a 1 -> 2\n"
+        );
+        assert!(old.diff(&old).is_empty());
+    }
+}

@@ -121,3 +121,31 @@ fn backticked_after(message: &str, prefix: &str) -> Option<String> {
     let rest = rest.strip_prefix('`')?;
     Some(rest[..rest.find('`')?].to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_count_lines_and_characters() {
+        let text = "a = 1\n# é comment\n[t]\nkey = \"x\"\n";
+        assert_eq!(line_column(text.as_bytes(), 0), (1, 1));
+        assert_eq!(line_column(text.as_bytes(), 6), (2, 1));
+        let after_e = text.find(" comment").unwrap();
+        assert_eq!(
+            line_column(text.as_bytes(), after_e),
+            (2, 4),
+            "é is one column"
+        );
+        assert_eq!(line_column(text.as_bytes(), 10_000), (5, 1));
+        let key = ["t".to_owned(), "key".to_owned()];
+        assert_eq!(key_position(text, &key), (4, 7), "points at the value");
+        assert_eq!(
+            key_position(text, &["t".to_owned(), "nope".to_owned()]),
+            (3, 1)
+        );
+        assert_eq!(key_position("not toml [", &key), (1, 1));
+        let span = text.find("\"x\"").unwrap()..text.find("\"x\"").unwrap() + 3;
+        assert_eq!(key_at(text, &span), Some(key.to_vec()));
+    }
+}
