@@ -51,12 +51,30 @@ pub fn bookworm() -> Option<&'static Bookworm> {
             let path = root.join(format!("dists/bookworm/{component}/binary-amd64/Packages"));
             catalog.read_packages_file(&path).unwrap();
         }
+        remove_stale_apt_dirs(&cache);
         let apt_dir = cache.join(format!("apt-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&apt_dir);
         let apt = Apt::new(&apt_dir, &root, "bookworm", &COMPONENTS);
         Some(Bookworm { root, catalog, apt })
     })
     .as_ref()
+}
+
+/// Each test process gets its own apt state (`apt-PID`); those of
+/// processes that have exited are removed.
+fn remove_stale_apt_dirs(cache: &Path) {
+    let Ok(entries) = std::fs::read_dir(cache) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = name
+            .strip_prefix("apt-")
+            .and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// The merged repository under `cache`, fetched and built if missing.
