@@ -57,15 +57,12 @@ struct Out {
 }
 
 fn ironrack(args: &[&str], spec: &Path, repo: &Path) -> Out {
-    let out = Command::new(env!("CARGO_BIN_EXE_ironrack"))
-        .arg("lock")
-        .arg(spec)
-        .arg("--repo")
-        .arg(repo)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ironrack"));
+    cmd.arg("lock").arg(spec);
+    if !repo.as_os_str().is_empty() {
+        cmd.arg("--repo").arg(repo);
+    }
+    let out = cmd.args(args).env("NO_COLOR", "1").output().unwrap();
     Out {
         code: out.status.code(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -194,4 +191,66 @@ fn errors_name_the_spec_line_or_the_chain() {
 
     let out = ironrack(&["--check"], &spec, &root);
     assert_ne!(out.code, Some(0));
+}
+
+#[test]
+fn without_repo_the_spec_mirror_snapshot_is_read() {
+    let (dir, spec, root) = setup();
+    let none = Path::new("");
+    let out = ironrack(&[], &spec, none);
+    assert_eq!(out.code, Some(1));
+    assert!(
+        out.stderr.contains("snapshot site not found in mirror"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("give --repo DIR"), "{}", out.stderr);
+
+    // MIRROR/snapshots/<sha256 of Release>/ and MIRROR/refs/site.
+    let release = std::fs::read(root.join("dists/testing/Release")).unwrap();
+    let id = sha256_hex(&release);
+    let mirror = dir.path().join("mirror");
+    std::fs::create_dir_all(mirror.join("snapshots")).unwrap();
+    std::fs::create_dir_all(mirror.join("refs")).unwrap();
+    std::fs::rename(&root, mirror.join("snapshots").join(&id)).unwrap();
+    std::fs::write(mirror.join("refs/site"), format!("{id}\n")).unwrap();
+    let out = ironrack(&[], &spec, none);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stdout.contains(&format!("(snapshot {id})")),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(ironrack(&["--locked"], &spec, none).code, Some(0));
+
+    // A snapshot directory whose Release is not its name.
+    std::fs::write(mirror.join("refs/site"), "0".repeat(64)).unwrap();
+    std::fs::rename(
+        mirror.join("snapshots").join(&id),
+        mirror.join("snapshots").join("0".repeat(64)),
+    )
+    .unwrap();
+    let out = ironrack(&[], &spec, none);
+    assert_eq!(out.code, Some(1));
+    assert!(
+        out.stderr.contains("its Release has sha256"),
+        "{}",
+        out.stderr
+    );
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    let out = Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn();
+    let mut child = out.unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
 }

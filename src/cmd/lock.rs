@@ -130,5 +130,13 @@ fn open_snapshot(
         );
     }
     tracing::warn!(snapshot = %id, "the snapshot's signature is not checked yet (mirror stage)");
-    Ok(RepoDir::open(&dir, &spec.suite)?)
+    let repo = RepoDir::open(&dir, &spec.suite)?;
+    if repo.snapshot_id() != id {
+        bail!(
+            "{}: its Release has sha256 {}, not the snapshot id {id}",
+            dir.display(),
+            repo.snapshot_id()
+        );
+    }
+    Ok(repo)
 }
