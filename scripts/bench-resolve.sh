@@ -89,15 +89,16 @@ echo "== apt $(apt-get --version | head -1 | cut -d' ' -f2): apt-get -s install,
 
 median() { printf '%s\n' "$@" | sort -n | sed -n "$(( ($# + 1) / 2 ))p"; }
 best() { printf '%s\n' "$@" | sort -n | head -1; }
+# Wall and CPU (user + system) milliseconds of one apt-get run.
+TIMEFORMAT='%3R %3U %3S'
 for mode in cold warm; do
-  times=()
+  wall=() cpu=()
   for _ in $(seq "$runs"); do
     [ "$mode" = cold ] && rm -f "$apt"/cache/*.bin
-    start=$(date +%s%N)
-    apt-get -s install --no-install-recommends "${names[@]}" >/dev/null
-    end=$(date +%s%N)
-    times+=($(( (end - start) / 1000000 )))
+    read -r r u s < <({ time apt-get -s install --no-install-recommends "${names[@]}" >/dev/null; } 2>&1)
+    wall+=($(awk -v r="$r" 'BEGIN{printf "%d", r*1000}'))
+    cpu+=($(awk -v u="$u" -v s="$s" 'BEGIN{printf "%d", (u+s)*1000}'))
   done
-  echo "apt-get -s, $mode cache   median $(median "${times[@]}") ms  best $(best "${times[@]}") ms  (runs: ${times[*]})"
+  echo "apt-get -s, $mode cache   wall median $(median "${wall[@]}") ms  best $(best "${wall[@]}") ms  cpu median $(median "${cpu[@]}") ms"
 done
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) (compare figures from one run only)"
