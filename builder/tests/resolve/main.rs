@@ -8,7 +8,7 @@ mod apt;
 mod bookworm;
 mod demo;
 mod generated;
-mod props;
+mod properties;
 mod random;
 mod real;
 mod repo;
