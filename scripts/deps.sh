@@ -26,6 +26,10 @@ packages=(
   # repositories; gpgv + the Debian keyring verify the InRelease text we
   # extract; lz4 reads apt lists stored lz4-compressed (also bench-index.sh)
   dpkg apt gpgv debian-archive-keyring lz4 xz-utils
+  # builder/tests/squashfs: unsquashfs (-d, -lln, -stat) reads our images and
+  # mksquashfs writes the reference image; setfattr/getfattr and
+  # setcap/getcap set and compare extended attributes and file capabilities
+  squashfs-tools attr libcap2-bin
 )
 
 missing=()

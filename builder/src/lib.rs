@@ -7,6 +7,7 @@
 //! ARCHITECTURE.md for the map.
 
 pub mod boot;
+pub mod rootfs;
 pub mod source;
 
 #[cfg(feature = "fixtures")]

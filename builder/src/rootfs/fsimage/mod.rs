@@ -1,0 +1,3 @@
+//! Filesystem images of a root tree.
+
+pub mod squashfs;
