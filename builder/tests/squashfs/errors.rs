@@ -96,3 +96,40 @@ fn a_file_changed_mid_write_fails_cleanly() {
     assert_eq!(fs::read(&out).unwrap(), b"previous image");
     assert!(leftovers(&out_dir).is_empty(), "{:?}", leftovers(&out_dir));
 }
+
+/// A POSIX ACL (as systemd-tmpfiles leaves on /var/log/journal): SquashFS
+/// has no place for it. Dropped and counted by default, as mksquashfs
+/// does; refused, naming the file and attribute, with `strict_xattrs`.
+#[test]
+fn an_acl_is_dropped_and_counted_or_refused_when_strict() {
+    if !super::util::have("setfattr") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    fs::create_dir(&src).unwrap();
+    let file = src.join("journal");
+    fs::write(&file, b"x").unwrap();
+    // user::rwx user:1000:r-- group::r-x mask::r-x other::r-x, binary form.
+    let acl = "0x0200000001000700ffffffff02000400e803000004000500ffffffff10000500ffffffff20000500ffffffff";
+    super::util::run(
+        std::process::Command::new("setfattr")
+            .args(["-n", "system.posix_acl_access", "-v", acl])
+            .arg(&file),
+    );
+    let out = dir.path().join("out.squashfs");
+    let summary = write_dir(&src, &out, &options(EPOCH, 3, 1), &|_| {}).unwrap();
+    assert_eq!(summary.xattrs_dropped, 1);
+    let strict = Options {
+        strict_xattrs: true,
+        ..options(EPOCH, 3, 1)
+    };
+    let err = write_dir(&src, &dir.path().join("strict.squashfs"), &strict, &|_| {}).unwrap_err();
+    assert!(matches!(err, Error::Unsupported { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("journal") && text.contains("system.posix_acl_access"),
+        "{text}"
+    );
+    assert!(!dir.path().join("strict.squashfs").exists());
+}

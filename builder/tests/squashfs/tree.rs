@@ -44,6 +44,9 @@ fn setfattr(path: &Path, name: &str, value: &str) {
         .arg(path));
 }
 
+/// One part of the tree, made under the root it is given.
+type Step = Box<dyn Fn(&Path)>;
+
 /// Build the full tree under `root` (which must not exist). `reverse`
 /// creates entries in the opposite order, so directories list differently
 /// on disk while holding the same tree. Needs root (devices, owners,
@@ -51,7 +54,7 @@ fn setfattr(path: &Path, name: &str, value: &str) {
 pub fn full(root: &Path, reverse: bool) {
     fs::create_dir(root).unwrap();
     fs::create_dir_all(root.join("a/b/c/d")).unwrap();
-    let mut steps: Vec<Box<dyn Fn(&Path)>> = vec![
+    let mut steps: Vec<Step> = vec![
         Box::new(|r| fs::create_dir_all(r.join("empty-dir")).unwrap()),
         Box::new(|r| {
             // > 256 entries and > 8 KiB of listing: several headers, an index.

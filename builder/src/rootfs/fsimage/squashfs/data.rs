@@ -240,10 +240,8 @@ fn worker(
     candidates: &[bool],
     options: &Options,
 ) {
-    let mut compressor = match Compressor::new(options.compression, options.block_size) {
-        Ok(c) => Some(c),
-        Err(_) => None,
-    };
+    // Options were checked by a compressor made on the calling thread.
+    let mut compressor = Compressor::new(options.compression, options.block_size).ok();
     let mut buf = Vec::new();
     while let Some(work) = shared.take() {
         let Some(c) = compressor.as_mut() else {
@@ -261,7 +259,17 @@ fn worker(
                 i,
                 pieces
                     .iter()
-                    .map(|p| read_piece(p, files, candidates, options, c, &mut buf))
+                    .map(|p| {
+                        // A bug must not leave the coordinator waiting forever.
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            read_piece(p, files, candidates, options, c, &mut buf)
+                        }))
+                        .unwrap_or_else(|_| {
+                            Err(Error::Worker {
+                                path: files[p.file as usize].path.clone(),
+                            })
+                        })
+                    })
                     .collect(),
             ),
             Work::Fragment(i, bytes) => Done::Fragment(

@@ -44,6 +44,12 @@ pub enum Error {
         /// What the compressor said.
         source: io::Error,
     },
+    /// A compression worker failed on this file (a bug: reported, not hung on).
+    #[error("processing {path}: the compression worker failed")]
+    Worker {
+        /// The file it was working on.
+        path: PathBuf,
+    },
     /// Writing, syncing or renaming the image.
     #[error("writing {path}: {source}")]
     Write {
@@ -66,7 +72,7 @@ pub enum Error {
 #[derive(Debug, thiserror::Error)]
 pub enum Unsupported {
     /// An extended attribute outside the namespaces the kernel's squashfs
-    /// reads (`user.`, `trusted.`, `security.`): refused rather than dropped.
+    /// reads (`user.`, `trusted.`, `security.`), with `strict_xattrs` set.
     #[error("extended attribute {name:?} is outside user./trusted./security.")]
     XattrNamespace {
         /// The attribute's full name.

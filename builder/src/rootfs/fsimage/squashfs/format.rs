@@ -142,8 +142,9 @@ pub(crate) fn encode_device(major: u64, minor: u64) -> Option<u32> {
 
 /// glibc's `major()`/`minor()` of a `dev_t`.
 pub(crate) fn split_device(dev: u64) -> (u64, u64) {
-    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
-    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    // Both halves are 32-bit in glibc: the truncations are the encoding.
+    let major = ((dev >> 8) & 0xfff) | u64::from((dev >> 32) as u32 & !0xfff);
+    let minor = (dev & 0xff) | u64::from((dev >> 12) as u32 & !0xff);
     (major, minor)
 }
 

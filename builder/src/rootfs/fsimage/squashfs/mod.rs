@@ -24,9 +24,13 @@
 //!   data. With [`Options::dedup`], a file with the same size and sha256 as
 //!   an earlier one points at that file's blocks and fragment.
 //! - Extended attributes of the `user.`, `trusted.` and `security.`
-//!   namespaces (the ones the kernel's squashfs reads); any other namespace
-//!   is an error, never dropped silently. Identical attribute sets are
-//!   stored once; a repeated value longer than 8 bytes is stored out of line.
+//!   namespaces (the ones the kernel's squashfs reads; so file capabilities
+//!   and SELinux labels are kept). Others (POSIX ACLs: `system.posix_acl_*`,
+//!   which systemd-tmpfiles puts on /var/log/journal) cannot be stored: they
+//!   are dropped with a warning and counted in [`Summary::xattrs_dropped`],
+//!   as mksquashfs drops them, or refused with [`Options::strict_xattrs`].
+//!   Identical attribute sets are stored once; a repeated value longer than
+//!   8 bytes is stored out of line.
 //! - No NFS export table (images are not exported over NFS); no compressor
 //!   options block (xz dictionaries are capped at the block size, which is
 //!   the kernel's default; zstd needs none). Padded to 4 KiB.
@@ -93,11 +97,15 @@ pub struct Options {
     pub threads: usize,
     /// Store identical files once.
     pub dedup: bool,
+    /// Refuse (rather than drop with a warning) extended attributes that
+    /// SquashFS cannot store.
+    pub strict_xattrs: bool,
 }
 
 impl Options {
     /// 128 KiB blocks, zstd level 15, dedup on, mtimes clamped to
-    /// `source_date_epoch`, which is also the superblock time.
+    /// `source_date_epoch`, which is also the superblock time; attributes
+    /// SquashFS cannot store are dropped with a warning.
     pub fn new(source_date_epoch: u32) -> Self {
         Self {
             block_size: 128 * 1024,
@@ -106,6 +114,7 @@ impl Options {
             modification_time: source_date_epoch,
             threads: 0,
             dedup: true,
+            strict_xattrs: false,
         }
     }
 
@@ -141,6 +150,9 @@ pub struct Summary {
     pub deduplicated: u64,
     /// Fragment blocks written.
     pub fragments: u32,
+    /// Extended attributes left out: outside the namespaces SquashFS
+    /// stores (see the module docs).
+    pub xattrs_dropped: u64,
 }
 
 impl Summary {
@@ -255,6 +267,7 @@ pub fn write_dir(
         sha256,
         deduplicated: data.deduplicated,
         fragments: sb.fragment_count,
+        xattrs_dropped: tree.xattrs_dropped,
     };
     tracing::debug!(
         root = %root.display(),

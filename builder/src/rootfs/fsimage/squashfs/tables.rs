@@ -51,6 +51,14 @@ impl Ids {
     }
 }
 
+/// A directory index entry: the header's offset in the listing, the
+/// metadata block it starts in, the name of its first entry.
+struct IndexEntry<'a> {
+    offset: u32,
+    block: u32,
+    name: &'a [u8],
+}
+
 struct Entry<'a> {
     name: &'a [u8],
     reference: u64,
@@ -188,11 +196,11 @@ impl Builder<'_> {
             out.u16(count);
             out.u16(start.offset);
             out.u32(node.xattrs);
-            for (offset, block, name) in index {
-                out.u32(offset);
-                out.u32(block);
-                out.u32(name.len() as u32 - 1);
-                out.extend_from_slice(name);
+            for entry in index {
+                out.u32(entry.offset);
+                out.u32(entry.block);
+                out.u32(entry.name.len() as u32 - 1);
+                out.extend_from_slice(entry.name);
             }
         }
         self.inodes.write(self.compressor, &out)?;
@@ -207,7 +215,7 @@ impl Builder<'_> {
     fn listing<'e>(
         &mut self,
         entries: &[Entry<'e>],
-    ) -> Result<(u32, Vec<(u32, u32, &'e [u8])>), TableError> {
+    ) -> Result<(u32, Vec<IndexEntry<'e>>), TableError> {
         let mut size = 0u32;
         let mut index = Vec::new();
         let mut last_block = self.dirs.position().block;
@@ -217,7 +225,11 @@ impl Builder<'_> {
             if here.block != last_block {
                 let block = u32::try_from(here.block)
                     .map_err(|_| too_large("directory table over 4 GiB"))?;
-                index.push((size, block, entries[i].name));
+                index.push(IndexEntry {
+                    offset: size,
+                    block,
+                    name: entries[i].name,
+                });
                 last_block = here.block;
             }
             let first = &entries[i];

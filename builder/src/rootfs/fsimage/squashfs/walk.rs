@@ -72,6 +72,8 @@ pub(crate) struct Tree {
     pub files: Vec<Source>,
     /// Distinct attribute sets, each sorted, in order of first use.
     pub xattr_sets: Vec<Vec<Xattr>>,
+    /// Attributes left out (namespaces SquashFS cannot store).
+    pub xattrs_dropped: u64,
 }
 
 impl Tree {
@@ -240,7 +242,11 @@ impl Walker<'_> {
 
     /// The entry's attribute set (deduplicated across the tree).
     fn xattrs(&mut self, path: &Path) -> Result<u32, Error> {
-        let mut set = read_xattrs(path)?;
+        let mut set = read_xattrs(
+            path,
+            self.options.strict_xattrs,
+            &mut self.tree.xattrs_dropped,
+        )?;
         if set.is_empty() {
             return Ok(NO_XATTR);
         }
@@ -255,7 +261,7 @@ impl Walker<'_> {
 }
 
 /// The extended attributes of `path` itself (never of a symlink's target).
-fn read_xattrs(path: &Path) -> Result<Vec<Xattr>, Error> {
+fn read_xattrs(path: &Path, strict: bool, dropped: &mut u64) -> Result<Vec<Xattr>, Error> {
     let names = match query(
         || rustix::fs::llistxattr_query(path),
         |buf| rustix::fs::llistxattr(path, buf),
@@ -280,17 +286,22 @@ fn read_xattrs(path: &Path) -> Result<Vec<Xattr>, Error> {
             Err(source) => return Err(read_error(path, source)),
         };
         let name_text = String::from_utf8_lossy(full).into_owned();
-        let (prefix, rest) = [(0u16, &b"user."[..]), (1, b"trusted."), (2, b"security.")]
+        let found = [(0u16, &b"user."[..]), (1, b"trusted."), (2, b"security.")]
             .into_iter()
-            .find_map(|(id, p)| full.strip_prefix(p).map(|rest| (id, rest)))
-            .ok_or_else(|| {
-                unsupported(
+            .find_map(|(id, p)| full.strip_prefix(p).map(|rest| (id, rest)));
+        let Some((prefix, rest)) = found else {
+            if strict {
+                return Err(unsupported(
                     path,
-                    Unsupported::XattrNamespace {
-                        name: name_text.clone(),
-                    },
-                )
-            })?;
+                    Unsupported::XattrNamespace { name: name_text },
+                ));
+            }
+            // e.g. system.posix_acl_access, which systemd-tmpfiles sets on
+            // /var/log/journal: the kernel's squashfs has no handler for it.
+            tracing::warn!(path = %path.display(), name = %name_text, "extended attribute dropped: squashfs cannot store it");
+            *dropped += 1;
+            continue;
+        };
         if rest.len() > usize::from(u16::MAX) || u32::try_from(value.len()).is_err() {
             return Err(unsupported(
                 path,
