@@ -38,7 +38,7 @@ measure() {
     samples+=("$({ time "$@" >/dev/null 2>&1; } 2>&1 | tail -1)")
   done
   printf '%s\n' "${samples[@]}" | awk '{print $1, $2 + $3}' | sort -n |
-    awk '{w[NR]=$1; c[NR]=$2} END {m=int((NR+1)/2); printf "%.2f %.2f", w[m], c[m]}'
+    awk '{w[NR]=$1; c[NR]=$2} END {m=int((NR+1)/2); printf "%.2f %.2f\n", w[m], c[m]}'
 }
 
 printf '%-36s %9s %9s %12s\n' writer wall-s cpu-s bytes
