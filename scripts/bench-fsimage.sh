@@ -2,7 +2,9 @@
 # Benchmark: ironrack's SquashFS writer against mksquashfs (squashfs-tools)
 # on the same Debian root tree: zstd level 3 and 15, 128 KiB blocks, xattrs
 # kept, fixed times; ours with 1 and 2 threads, mksquashfs with 1 and all
-# processors. Warm page cache; median wall time of RUNS runs, image size.
+# processors; and our uncompressed EROFS writer against mkfs.erofs
+# (erofs-utils) uncompressed. Warm page cache; median wall time and CPU
+# time of RUNS runs, image size.
 #
 # Usage: scripts/bench-fsimage.sh [ROOT] [RUNS]       (RUNS default 3)
 # Without ROOT, builds one with `mmdebstrap --variant=minbase --mode=root`
@@ -55,3 +57,11 @@ for level in 3 15; do
     printf '%-36s %9s %9s %12s\n' "mksquashfs zstd-$level processors=$procs" "$wall" "$cpu" "$(stat -c %s "$out")"
   done
 done
+if command -v mkfs.erofs >/dev/null; then
+  out=$work/ours.erofs
+  read -r wall cpu < <(measure "$bench" "$root" "$out" erofs 1 1)
+  printf '%-36s %9s %9s %12s\n' "ironrack erofs uncompressed" "$wall" "$cpu" "$(stat -c %s "$out")"
+  out=$work/mkfs.erofs
+  read -r wall cpu < <(measure mkfs.erofs -T "$epoch" -U 00000000-0000-0000-0000-000000000000 "$out" "$root")
+  printf '%-36s %9s %9s %12s\n' "mkfs.erofs uncompressed" "$wall" "$cpu" "$(stat -c %s "$out")"
+fi

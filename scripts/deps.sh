@@ -30,6 +30,9 @@ packages=(
   # mksquashfs writes the reference image; setfattr/getfattr and
   # setcap/getcap set and compare extended attributes and file capabilities
   squashfs-tools attr libcap2-bin
+  # builder/tests/erofs: fsck.erofs (--extract) and dump.erofs read our EROFS
+  # images; scripts/bench-fsimage.sh times mkfs.erofs beside our writer
+  erofs-utils
 )
 
 missing=()

@@ -1,4 +1,5 @@
-//! Benchmark: write a SquashFS image of a directory tree.
+//! Benchmark: write a SquashFS (or, with LEVEL `erofs`, an uncompressed
+//! EROFS) image of a directory tree.
 //!
 //! `cargo bench -p ironrack-builder --bench squashfs -- ROOT OUT LEVEL THREADS [RUNS]`,
 //! or via `scripts/bench-fsimage.sh`, which times mksquashfs beside it.
@@ -9,7 +10,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use ironrack_builder::rootfs::fsimage::squashfs::{Compression, Options, write_dir};
+use ironrack_builder::rootfs::fsimage::{erofs, squashfs};
+use squashfs::{Compression, Options, write_dir};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args()
@@ -20,6 +22,8 @@ fn main() -> ExitCode {
         eprintln!("usage: squashfs ROOT OUT LEVEL THREADS [RUNS]");
         return ExitCode::FAILURE;
     };
+    let erofs = level == "erofs";
+    let level = if erofs { "1" } else { level.as_str() };
     let (Ok(level), Ok(threads)) = (level.parse(), threads.parse()) else {
         eprintln!("LEVEL and THREADS are numbers");
         return ExitCode::FAILURE;
@@ -33,7 +37,13 @@ fn main() -> ExitCode {
     };
     for _ in 0..runs {
         let start = Instant::now();
-        match write_dir(&PathBuf::from(root), &PathBuf::from(out), &options, &|_| {}) {
+        let (root, out) = (PathBuf::from(root), PathBuf::from(out));
+        let written = if erofs {
+            erofs::write_dir(&root, &out, &erofs::Options::new(1_700_000_000), &|_| {})
+        } else {
+            write_dir(&root, &out, &options, &|_| {})
+        };
+        match written {
             Ok(s) => println!(
                 "{:.3} s {} bytes sha256 {} inodes {} dedup {}",
                 start.elapsed().as_secs_f64(),

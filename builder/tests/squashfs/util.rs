@@ -177,9 +177,13 @@ pub struct Mount<'a>(pub &'a Path);
 
 impl<'a> Mount<'a> {
     pub fn new(image: &Path, at: &'a Path) -> Self {
+        Self::of_type("squashfs", image, at)
+    }
+
+    pub fn of_type(fstype: &str, image: &Path, at: &'a Path) -> Self {
         fs::create_dir_all(at).unwrap();
         run(Command::new("mount")
-            .args(["-t", "squashfs", "-o", "loop,ro"])
+            .args(["-t", fstype, "-o", "loop,ro"])
             .arg(image)
             .arg(at));
         Mount(at)

@@ -336,7 +336,7 @@ fn read_piece(
 
 /// Open without following a symlink, and refuse a file that is not the
 /// one walked (replaced, or resized).
-fn open_walked(source: &Source) -> Result<File, Error> {
+pub(crate) fn open_walked(source: &Source) -> Result<File, Error> {
     use rustix::fs::{Mode, OFlags};
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let fd = rustix::fs::open(&source.path, flags, Mode::empty()).map_err(|e| Error::Read {

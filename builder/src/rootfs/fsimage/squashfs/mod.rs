@@ -37,13 +37,14 @@
 //! - mtimes per [`Mtime`]; the superblock time is [`Options::modification_time`].
 
 mod compress;
-mod data;
+pub(crate) mod data;
 mod error;
 mod format;
 mod metadata;
-mod output;
+// The EROFS writer reads the same tree and writes through the same output.
+pub(crate) mod output;
 mod tables;
-mod walk;
+pub(crate) mod walk;
 
 use std::path::Path;
 
