@@ -120,6 +120,12 @@ pub fn write_dir(
         pos = (pos + need).div_ceil(32) * 32;
     }
     let data_start = pos.div_ceil(BLOCK);
+    if u32::try_from(data_start + data_blocks).is_err() {
+        return Err(Error::TooLarge {
+            root: root.to_owned(),
+            problem: "more than 2^32 blocks of 4 KiB",
+        });
+    }
     let nid = |id: u32| placed[slot[tree.inode_of(id) as usize] as usize].pos / 32;
 
     // Pass 2: metadata, then data blocks, in the same order.
@@ -127,8 +133,9 @@ pub fn write_dir(
     let mut bytes_in = 0u64;
     for (number, p) in placed.iter().enumerate() {
         output.write(&vec![0; (p.pos - output.position()) as usize])?;
+        // Fits: the total block count was checked above.
         let start = if p.blocks > 0 {
-            u32::try_from(data_start + p.first_block).unwrap_or(u32::MAX)
+            (data_start + p.first_block) as u32
         } else {
             0
         };
