@@ -32,6 +32,13 @@ packages=(
   # pxe/tests/tftp: real TFTP clients (curl tftp:// with --tftp-blksize,
   # atftp with blksize/tsize/windowsize options, tftp-hpa plain and netascii)
   curl atftp tftp-hpa
+  # builder/tests/squashfs: unsquashfs (-d, -lln, -stat) reads our images and
+  # mksquashfs writes the reference image; setfattr/getfattr and
+  # setcap/getcap set and compare extended attributes and file capabilities
+  squashfs-tools attr libcap2-bin
+  # builder/tests/erofs: fsck.erofs (--extract) and dump.erofs read our EROFS
+  # images; scripts/bench-fsimage.sh times mkfs.erofs beside our writer
+  erofs-utils
 )
 
 missing=()
