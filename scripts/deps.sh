@@ -26,6 +26,10 @@ packages=(
   # repositories; gpgv + the Debian keyring verify the InRelease text we
   # extract; lz4 reads apt lists stored lz4-compressed (also bench-index.sh)
   dpkg apt gpgv debian-archive-keyring lz4 xz-utils
+  # builder/tests/mirror, tests/mirror_*.rs: gpg makes a throwaway OpenPGP
+  # key and signs test repositories (InRelease, Release.gpg) that the
+  # mirror sync verifies with gpgv; apt-config is read by --from-host-apt
+  gnupg
 )
 
 missing=()

@@ -42,7 +42,7 @@ mod verifier;
 pub use error::{DigestProblem, Error, FetchProblem, GpgvProblem, SourcesProblem};
 pub use publish::Publication;
 pub use snapshot::{Snapshot, SnapshotSummary, VerifiedDeb};
-pub use stanza::Entry;
+pub use stanza::{Entry, check_filename, parse_entries};
 pub use verifier::Verifier;
 
 use std::fmt;

@@ -88,8 +88,8 @@ fn absolute(path: &Path) -> PathBuf {
 /// Digest algorithms apt refuses: MD5 (1), SHA-1 (2), RIPEMD-160 (3).
 const WEAK_DIGESTS: [&str; 3] = ["1", "2", "3"];
 
-/// The verdict on gpgv's status lines.
-pub(crate) fn judge(status: &str, allowed: &[String]) -> Result<Vec<GoodSignature>, GpgvProblem> {
+/// The verdict on gpgv's status lines (the `--status-fd` output).
+pub fn judge(status: &str, allowed: &[String]) -> Result<Vec<GoodSignature>, GpgvProblem> {
     let mut good_keyids = Vec::new();
     let mut valid = Vec::new();
     let mut seen = Vec::new();
