@@ -13,7 +13,7 @@ use super::SnapshotId;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Reading a file or directory failed.
-    #[error("reading {path}: {source}", path = path.display())]
+    #[error("reading {path}", path = path.display())]
     Read {
         /// What was read.
         path: PathBuf,
@@ -21,7 +21,7 @@ pub enum Error {
         source: io::Error,
     },
     /// Writing, renaming or syncing a file or directory failed.
-    #[error("writing {path}: {source}", path = path.display())]
+    #[error("writing {path}", path = path.display())]
     Write {
         /// What was written.
         path: PathBuf,
@@ -41,7 +41,7 @@ pub enum Error {
         path: PathBuf,
     },
     /// `mirror.toml` does not parse.
-    #[error("{path}: {source}", path = path.display())]
+    #[error("parsing {path}", path = path.display())]
     Config {
         /// The file.
         path: PathBuf,
@@ -105,7 +105,7 @@ pub enum Error {
         actual: SnapshotId,
     },
     /// Our signature on a snapshot's Release does not verify.
-    #[error("snapshot {id}: signature {path}: {source}", path = path.display())]
+    #[error("snapshot {id}: signature {path}", path = path.display())]
     SnapshotSignature {
         /// The snapshot.
         id: SnapshotId,
@@ -147,10 +147,10 @@ pub enum Error {
         path: PathBuf,
     },
     /// A Debian-format input (Release, Packages, .deb control) that does not parse.
-    #[error("{0}")]
+    #[error(transparent)]
     Format(#[from] crate::source::Error),
     /// Signing a snapshot failed.
-    #[error("signing {path}: {source}", path = path.display())]
+    #[error("signing {path}", path = path.display())]
     Sign {
         /// The Release signed.
         path: PathBuf,

@@ -38,7 +38,7 @@ pub(crate) fn temp_name(prefix: &str) -> String {
 
 /// Writes `path` atomically with `mode`, replacing an older file.
 pub(crate) fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), Error> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = parent(path);
     let temp = dir.join(temp_name(".tmp-"));
     let written = write_new(&temp, contents, mode);
     let renamed = written.and_then(|()| fs::rename(&temp, path).map_err(write_error(path)));
@@ -62,6 +62,14 @@ pub(crate) fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), E
         .map_err(write_error(path))
 }
 
+/// The directory holding `path` (`.` for a bare name).
+pub(crate) fn parent(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
 /// Makes the entries of a directory durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), Error> {
     File::open(dir)
@@ -74,11 +82,11 @@ pub(crate) fn create_dirs(dir: &Path) -> Result<(), Error> {
     if dir.is_dir() {
         return Ok(());
     }
-    if let Some(parent) = dir.parent() {
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         create_dirs(parent)?;
     }
     match fs::create_dir(dir) {
-        Ok(()) => sync_dir(dir.parent().unwrap_or(Path::new("."))),
+        Ok(()) => sync_dir(parent(dir)),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(write_error(dir)(e)),
     }
