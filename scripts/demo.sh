@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The README's first command: ironrack's main job on a built-in default.
+#
+# Today it runs the part of the chain that exists: it builds ironrack, makes
+# a demo signing hierarchy (two offline root keys, threshold 2, delegating to
+# a CI signing key scoped to the demo image), signs a manifest-shaped
+# artifact set and verifies it through the trust chain, with minisign as an
+# independent verifier. Each later stage (mirror, build, lab boot) is added
+# here when it lands. Re-running reuses the keys it made.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+work=${IRONRACK_DEMO_DIR:-$PWD/out/demo}
+bash scripts/deps.sh
+cargo build --release --locked --quiet
+ironrack=$PWD/target/release/ironrack
+mkdir -p "$work/keys"
+cd "$work"
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "keys: two offline roots and a CI signing key"
+for k in root-a root-b ci; do
+  [ -f "keys/$k.key" ] || "$ironrack" keys generate "$k" --dir keys
+done
+
+step "trust.json: roots (threshold 2) delegate image:gpu-node on channel:stable to ci"
+if [ ! -f trust.json ]; then
+  "$ironrack" keys trust init --root keys/root-a.key --root keys/root-b.key \
+    --threshold 2 --expires 365d -o trust.json
+  "$ironrack" keys trust add-signer trust.json --pub keys/ci.pub --name ci \
+    --scope image:gpu-node --scope channel:stable --expires 90d \
+    --root keys/root-a.key --root keys/root-b.key
+fi
+"$ironrack" keys trust show trust.json
+
+step "sign a file and verify it with ironrack and with minisign"
+printf 'ironrack demo %s\n' "$(date -u +%F)" > hello.txt
+rm -f hello.txt.minisig
+"$ironrack" sign hello.txt --key keys/ci.key --trusted-comment "demo artifact"
+"$ironrack" verify-sig hello.txt --pub keys/ci.pub
+minisign -Vm hello.txt -p keys/ci.pub
+
+step "a changed file is refused (exit code 3: verification failed)"
+cp hello.txt tampered.txt && cp hello.txt.minisig tampered.txt.minisig
+echo "one more line" >> tampered.txt
+set +e
+"$ironrack" verify-sig tampered.txt --pub keys/ci.pub
+rc=$?
+set -e
+[ $rc -eq 3 ] || { echo "expected exit code 3, got $rc" >&2; exit 1; }
+echo "refused, as it should be"
+
+printf '\nDemo done. Files are in %s\n' "$work"
