@@ -85,7 +85,7 @@ pub fn import(
         entries,
         sources,
     };
-    publish(mirror, &lock, publication, signer, &options.ref_name)
+    publish(mirror, &lock, publication, signer, &options.ref_name).map(|(id, _)| id)
 }
 
 /// The verified snapshot a ref points at, if any.

@@ -278,8 +278,9 @@ impl Mirror {
     }
 
     /// Takes the writer lock (`tmp/lock`), failing at once if another
-    /// writer holds it. Stale temporary snapshot trees from interrupted
-    /// runs are removed; partial downloads are kept for resuming.
+    /// writer holds it. What interrupted runs left (snapshot trees being
+    /// built, sync scratch, import copies) is removed; partial downloads
+    /// (`tmp/downloads/`) are kept for resuming.
     pub(crate) fn lock(&self) -> Result<WriteLock, Error> {
         let tmp = self.tmp_dir();
         fsio::create_dirs(&tmp)?;
@@ -296,8 +297,11 @@ impl Mirror {
             Err(fs::TryLockError::Error(e)) => return Err(fsio::write_error(&path)(e)),
         }
         for name in list_dir(&tmp)? {
-            if name.starts_with("snapshot-") {
-                fsio::remove_tree(&tmp.join(name));
+            let path = tmp.join(&name);
+            if name.starts_with("snapshot-") || name.starts_with("sync-") {
+                fsio::remove_tree(&path);
+            } else if name.starts_with("import-") {
+                let _ = fs::remove_file(&path);
             }
         }
         Ok(WriteLock { _file: file })
@@ -399,7 +403,8 @@ mod tests {
         let p = Path::new("mirror.toml");
         assert!(parse_config(b"name = \"a\"\narchitectures = []\n", p).is_ok());
         let err = parse_config(b"name = \"a\"\narchitectures = []\nkey = 1\n", p).unwrap_err();
-        assert!(err.to_string().contains("key"), "{err}");
+        let cause = std::error::Error::source(&err).unwrap().to_string();
+        assert!(cause.contains("key"), "{cause}");
         assert!(parse_config(b"name = \"../x\"\narchitectures = []\n", p).is_err());
     }
 }

@@ -31,14 +31,15 @@ pub struct Publication {
 }
 
 /// Builds, signs and publishes `publication`, then points `ref_name` at
-/// it. Every entry's file must already be in the pool. Returns the id.
+/// it. Every entry's file must already be in the pool. Returns the id and
+/// the number of packages in the snapshot.
 pub(crate) fn publish(
     mirror: &Mirror,
     _lock: &WriteLock,
     mut publication: Publication,
     signer: &dyn Signer,
     ref_name: &str,
-) -> Result<SnapshotId, Error> {
+) -> Result<(SnapshotId, usize), Error> {
     check_name("suite", &publication.suite)?;
     check_name("ref name", ref_name)?;
     let entries = dedup(std::mem::take(&mut publication.entries))?;
@@ -84,7 +85,7 @@ pub(crate) fn publish(
     }
     mirror.write_ref(ref_name, id)?;
     tracing::info!(snapshot = %id, r#ref = ref_name, packages = entries.len(), "snapshot published");
-    Ok(id)
+    Ok((id, entries.len()))
 }
 
 /// Writes the snapshot tree under `work`; returns its id.
@@ -193,7 +194,11 @@ fn release_text(
 /// Sorts entries and merges duplicates of the same file; two files for
 /// one package version, or one filename for two contents, is an error.
 fn dedup(mut entries: Vec<Entry>) -> Result<Vec<Entry>, Error> {
-    entries.sort_by(|a, b| a.sort_key_cmp(b).then_with(|| a.sha256.cmp(&b.sha256)));
+    entries.sort_by(|a, b| {
+        a.sort_key_cmp(b)
+            .then_with(|| a.sha256.cmp(&b.sha256))
+            .then_with(|| a.filename.cmp(&b.filename))
+    });
     let mut out: Vec<Entry> = Vec::with_capacity(entries.len());
     let mut by_file = std::collections::HashMap::new();
     for e in entries {
@@ -204,11 +209,15 @@ fn dedup(mut entries: Vec<Entry>) -> Result<Vec<Entry>, Error> {
             }
             continue;
         }
-        // dpkg-equal versions (`1.0`, `1.0-0`) are one package version.
+        // dpkg-equal versions (`1.0`, `1.0-0`) are one package version:
+        // one file, even if two pool paths hold copies of it.
         if let Some(last) = out.last()
             && (&last.name, &last.version, &last.architecture)
                 == (&e.name, &e.version, &e.architecture)
         {
+            if (last.sha256, last.size) == (e.sha256, e.size) {
+                continue;
+            }
             return Err(conflict(last, &e));
         }
         by_file.insert(e.filename.clone(), out.len());

@@ -1,9 +1,11 @@
 //! Reading upstream files over http:// or from file: URLs, with bounded
 //! sizes, and resumable downloads into `tmp/`.
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use super::super::error::{Error, FetchProblem};
@@ -57,6 +59,39 @@ pub(crate) struct Fetcher {
     agent: ureq::Agent,
 }
 
+/// Resolves each host once per sync, one lookup at a time. Seen here:
+/// glibc lookups made by several threads at once stalled 5 s (a resolver
+/// timeout) while a single lookup took a millisecond; a sync needs one
+/// address per upstream host anyway.
+#[derive(Debug, Default)]
+struct CachingResolver {
+    inner: ureq::unversioned::resolver::DefaultResolver,
+    cache: Mutex<HashMap<String, ureq::unversioned::resolver::ResolvedSocketAddrs>>,
+}
+
+impl ureq::unversioned::resolver::Resolver for CachingResolver {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        let key = format!(
+            "{:?}{:?}",
+            uri.scheme_str(),
+            uri.authority().map(|a| a.as_str())
+        );
+        // The lock is held across the lookup on purpose: one at a time.
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(found) = cache.get(&key) {
+            return Ok(found.clone());
+        }
+        let found = self.inner.resolve(uri, config, timeout)?;
+        cache.insert(key, found.clone());
+        Ok(found)
+    }
+}
+
 /// A body to read, and the offset in the file where it starts.
 struct Body {
     reader: Box<dyn Read>,
@@ -71,8 +106,10 @@ fn fetch_error(url: &str, problem: FetchProblem) -> Error {
 }
 
 impl Fetcher {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(jobs: usize) -> Self {
         let config = ureq::Agent::config_builder()
+            // Keep one connection per download thread.
+            .max_idle_connections_per_host(jobs.max(1))
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(30)))
             .timeout_recv_response(Some(Duration::from_secs(60)))
@@ -81,7 +118,11 @@ impl Fetcher {
             .user_agent(concat!("ironrack/", env!("CARGO_PKG_VERSION")))
             .build();
         Self {
-            agent: config.into(),
+            agent: ureq::Agent::with_parts(
+                config,
+                ureq::unversioned::transport::DefaultConnector::default(),
+                CachingResolver::default(),
+            ),
         }
     }
 
@@ -333,7 +374,7 @@ mod tests {
         let at = Location::File(dir.path().to_owned());
         let part = dir.path().join("f.part");
         std::fs::write(&part, &data[..40_000]).unwrap();
-        let f = Fetcher::new();
+        let f = Fetcher::new(1);
         let got = f
             .download(&at, "f", &part, data.len() as u64, &sha, &|_| {})
             .unwrap();

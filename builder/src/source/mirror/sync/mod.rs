@@ -128,13 +128,14 @@ pub fn sync(
     };
     let work = mirror.tmp_dir().join(fsio::temp_name("sync-"));
     fsio::create_dirs(&work)?;
-    let fetcher = Fetcher::new();
+    let fetcher = Fetcher::new(options.jobs);
     let offer = upstreams(mirror, &options.sources, &work)
         .and_then(|ups| read_upstreams(mirror, &fetcher, &ups, options.check_valid_until, &work));
     fsio::remove_tree(&work);
     let (upstreams, offer) = offer?;
     let catalog = catalog_of(&offer.entries, "upstream indexes")?;
     let chosen = selection.select(&catalog, &offer.entries, mirror.architectures())?;
+    let chosen = one_file_per_package(&offer.entries, chosen);
     let (jobs, selected, reused) = plan_downloads(mirror, &offer, &chosen)?;
     tracing::info!(selected, reused, download = jobs.len(), "packages chosen");
     let moved = download::run(mirror, &fetcher, &jobs, options.jobs, options.progress)?;
@@ -172,7 +173,6 @@ pub fn sync(
         .chain(previous.as_ref().map(|p| p.date()))
         .max()
         .unwrap_or_else(|| ironrack_keys::Timestamp::now().unix());
-    let packages = entries.len();
     let publication = Publication {
         suite,
         components,
@@ -180,7 +180,7 @@ pub fn sync(
         entries,
         sources,
     };
-    let snapshot = publish(mirror, &lock, publication, signer, &options.ref_name)?;
+    let (snapshot, packages) = publish(mirror, &lock, publication, signer, &options.ref_name)?;
     Ok(SyncReport {
         snapshot,
         packages,
@@ -291,6 +291,26 @@ fn read_upstreams(
     Ok((upstreams.to_vec(), offer))
 }
 
+/// Drops chosen entries that are copies of another chosen package file:
+/// Debian's point releases copy security updates into the main pool (one
+/// .deb, two Filenames). The first Filename in byte order is kept, so the
+/// choice is stable.
+fn one_file_per_package(entries: &[Entry], mut chosen: Vec<usize>) -> Vec<usize> {
+    let key = |e: &Entry| {
+        (
+            e.name.clone(),
+            e.version.to_string(),
+            e.architecture.clone(),
+            e.sha256,
+        )
+    };
+    let mut seen = HashSet::new();
+    chosen.sort_by(|&a, &b| entries[a].filename.cmp(&entries[b].filename));
+    chosen.dedup();
+    chosen.retain(|&i| seen.insert(key(&entries[i])));
+    chosen
+}
+
 /// The downloads the chosen entries need: files not yet in the pool,
 /// once each. Returns (jobs, files chosen, files already pooled).
 fn plan_downloads(
@@ -318,4 +338,30 @@ fn plan_downloads(
         });
     }
     Ok((jobs, seen.len(), reused))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_security_update_copied_into_main_is_one_package() {
+        let stanza = |file: &str, sha: &str| {
+            format!(
+                "Package: libx\nVersion: 1.0-1+deb12u1\nArchitecture: amd64\nFilename: {file}\nSize: 1\nSHA256: {}\n",
+                sha.repeat(64)
+            )
+        };
+        let text = [
+            stanza("pool/updates/main/l/libx/libx_1.0-1+deb12u1_amd64.deb", "a"),
+            stanza("pool/main/l/libx/libx_1.0-1+deb12u1_amd64.deb", "a"),
+            stanza("pool/main/o/other/libx_1.0-1+deb12u1_amd64.deb", "b"),
+        ]
+        .join("\n");
+        let entries = parse_entries(&text, "P", "main").unwrap();
+        let kept = one_file_per_package(&entries, vec![0, 1, 2, 0]);
+        // Same bytes: one kept (the first path); other bytes: both kept,
+        // for publish to refuse as a conflict.
+        assert_eq!(kept, [1, 2]);
+    }
 }
