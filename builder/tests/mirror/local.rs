@@ -248,7 +248,7 @@ fn import_refuses_bad_input_without_publishing() {
     let before = tree_digest(mirror.root());
     let junk = dir.path().join("junk.deb");
     std::fs::write(&junk, b"!<arch>\nnot really").unwrap();
-    let err = import(&mirror, &[junk.clone()], &options(None), &key).unwrap_err();
+    let err = import(&mirror, &[junk], &options(None), &key).unwrap_err();
     assert!(err.to_string().contains("junk.deb"), "{err}");
     let err = import(&mirror, &debs(dir.path()), &options(Some("trixie")), &key).unwrap_err();
     assert!(matches!(err, Error::SuiteMismatch { .. }), "{err}");
