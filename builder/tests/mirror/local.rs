@@ -218,26 +218,34 @@ fn trust_file_scopes_decide_who_signs_a_mirror() {
         .snapshot("site", &Verifier::trust(trust.clone(), "lab"))
         .unwrap_err();
     assert!(
-        err.to_string()
-            .contains("may not sign snapshots of mirror \"lab\""),
-        "{err}"
+        chain(&err).contains("may not sign snapshots of mirror \"lab\""),
+        "{}",
+        chain(&err)
     );
     // In scope, but the signature names another mirror.
     let err = mirror
         .snapshot("site", &Verifier::trust(trust.clone(), "sister"))
         .unwrap_err();
-    assert!(matches!(err, Error::SnapshotMirrorName { .. }), "{err}");
+    assert!(
+        matches!(err, Error::SnapshotMirrorName { .. }),
+        "{}",
+        chain(&err)
+    );
     // Expired delegation.
     let later = Verifier::trust_at(trust.clone(), "site", now.plus_days(11));
     let err = mirror.snapshot("site", &later).unwrap_err();
-    assert!(err.to_string().contains("expired"), "{err}");
+    assert!(chain(&err).contains("expired"), "{}", chain(&err));
     // A manifest signer cannot sign mirror snapshots.
     let other_dir = tempfile::tempdir().unwrap();
     let (other, _) = imported(other_dir.path(), &manifest_key);
     let err = other
         .snapshot("site", &Verifier::trust(trust, "site"))
         .unwrap_err();
-    assert!(err.to_string().contains("may not sign snapshots"), "{err}");
+    assert!(
+        chain(&err).contains("may not sign snapshots"),
+        "{}",
+        chain(&err)
+    );
 }
 
 #[test]
@@ -272,6 +280,18 @@ fn import_refuses_bad_input_without_publishing() {
     before.retain(|p, _| !p.starts_with("tmp"));
     assert_eq!(after, before, "nothing published, nothing pooled");
     assert_eq!(mirror.resolve("site").unwrap(), id);
+}
+
+/// The error and its causes, as the CLI prints them.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 fn make_writable(path: &Path) {
