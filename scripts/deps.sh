@@ -30,6 +30,9 @@ packages=(
   # key and signs test repositories (InRelease, Release.gpg) that the
   # mirror sync verifies with gpgv; apt-config is read by --from-host-apt
   gnupg
+  # pxe/tests/tftp: real TFTP clients (curl tftp:// with --tftp-blksize,
+  # atftp with blksize/tsize/windowsize options, tftp-hpa plain and netascii)
+  curl atftp tftp-hpa
 )
 
 missing=()
