@@ -334,6 +334,13 @@ pub enum Error {
         /// The first failure.
         first: Box<Error>,
     },
+    /// The catalog and the mirror's index reader counted different
+    /// packages in one index (a bug, or an index neither should accept).
+    #[error("{url}: the index readers disagree on its packages")]
+    IndexCount {
+        /// The index.
+        url: String,
+    },
     /// Nothing to mirror: no upstream or no package asked for.
     #[error("nothing to do: {0}")]
     Nothing(&'static str),

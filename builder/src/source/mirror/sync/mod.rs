@@ -31,9 +31,9 @@ use ironrack_keys::Signer;
 use super::error::Error;
 use super::import::{pick_suite, previous_snapshot};
 use super::publish::{Publication, format_date, publish};
-use super::snapshot::catalog_of;
 use super::stanza::{Entry, parse_entries};
 use super::{Mirror, SnapshotId, fsio, host_apt, pool};
+use crate::source::Catalog;
 use download::Job;
 use fetch::{Fetcher, Location};
 
@@ -103,6 +103,8 @@ pub struct SyncReport {
 /// Everything the synced upstream suites offer.
 struct Offer {
     entries: Vec<Entry>,
+    /// The same packages for the resolver: id `i` is `entries[i]`.
+    catalog: Catalog,
     /// For each entry, its repository.
     locations: Vec<Arc<Location>>,
     /// Provenance lines of the verified Releases.
@@ -133,8 +135,7 @@ pub fn sync(
         .and_then(|ups| read_upstreams(mirror, &fetcher, &ups, options.check_valid_until, &work));
     fsio::remove_tree(&work);
     let (upstreams, offer) = offer?;
-    let catalog = catalog_of(&offer.entries, "upstream indexes")?;
-    let chosen = selection.select(&catalog, &offer.entries, mirror.architectures())?;
+    let chosen = selection.select(&offer.catalog, &offer.entries, mirror.architectures())?;
     let chosen = one_file_per_package(&offer.entries, chosen);
     let (jobs, selected, reused) = plan_downloads(mirror, &offer, &chosen)?;
     tracing::info!(selected, reused, download = jobs.len(), "packages chosen");
@@ -232,6 +233,7 @@ fn read_upstreams(
     let now = check_valid_until.then(|| ironrack_keys::Timestamp::now().unix());
     let mut offer = Offer {
         entries: Vec::new(),
+        catalog: Catalog::new(),
         locations: Vec::new(),
         sources: Vec::new(),
         date: None,
@@ -270,7 +272,13 @@ fn read_upstreams(
                     offer
                         .locations
                         .extend(std::iter::repeat_n(at.clone(), entries.len()));
+                    // Both parsers read one record per paragraph, so the
+                    // catalog's ids stay the entries' positions.
+                    offer.catalog.add_packages_text(&text, &url)?;
                     offer.entries.extend(entries);
+                    if offer.catalog.packages().len() != offer.entries.len() {
+                        return Err(Error::IndexCount { url });
+                    }
                 }
             }
         }
