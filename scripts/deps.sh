@@ -24,7 +24,10 @@ packages=(
   # builder/tests/source: dpkg --compare-versions, dpkg-deb --build/--info/
   # --contents/-x/-e, apt-get update/apt-cache/apt-get -s against generated
   # repositories; gpgv + the Debian keyring verify the InRelease text we
-  # extract; lz4 reads apt lists stored lz4-compressed (also bench-index.sh)
+  # extract; lz4 reads apt lists stored lz4-compressed (also bench-index.sh);
+  # builder/tests/resolve compares our closures with `apt-get -s install` on
+  # bookworm's real indexes (fetched once by a private `apt-get update`),
+  # builder/tests/lock reads locked .debs back with dpkg-deb
   dpkg apt gpgv debian-archive-keyring lz4 xz-utils
   # builder/tests/mirror, tests/mirror_*.rs: gpg makes a throwaway OpenPGP
   # key and signs test repositories (InRelease, Release.gpg) that the

@@ -40,6 +40,10 @@ enum Command {
 
     /// Verify a minisign signature (Ed or ED) and print its trusted comment.
     VerifySig(cmd::sign::VerifySigArgs),
+
+    /// Resolve an image spec into its lock file (images/NAME.lock), update
+    /// one package of it, or check it against the spec and the repository.
+    Lock(cmd::lock::LockArgs),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +72,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Mirror(command) => cmd::mirror::run(command),
         Command::Sign(args) => cmd::sign::sign(args),
         Command::VerifySig(args) => cmd::sign::verify_sig(args),
+        Command::Lock(args) => cmd::lock::run(args),
     }
 }
 

@@ -234,7 +234,7 @@ fn refused_syncs_exit_with_the_verification_code() {
         "{}",
         run.stderr
     );
-    // --for is the resolver's seam: refused clearly until it is wired.
+    // --for: a spec that cannot be read is named (exit 4: I/O).
     let run = ironrack(
         d,
         &[
@@ -255,10 +255,6 @@ fn refused_syncs_exit_with_the_verification_code() {
             "keys/site.key",
         ],
     );
-    assert_ne!(run.code, Some(0));
-    assert!(
-        run.stderr.contains("--for needs the resolver"),
-        "{}",
-        run.stderr
-    );
+    assert_eq!(run.code, Some(4), "{}", run.all());
+    assert!(run.stderr.contains("images/x.toml"), "{}", run.stderr);
 }

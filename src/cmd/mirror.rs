@@ -7,7 +7,8 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use ironrack_builder::source::mirror::import::{ImportOptions, import};
 use ironrack_builder::source::mirror::sync::{
-    self, ExactPackages, Keyring, PackageRequest, Selection, Sources, SyncOptions, Upstream,
+    self, ExactPackages, Keyring, PackageRequest, Selection, Sources, SpecClosure, SyncOptions,
+    Upstream,
 };
 use ironrack_builder::source::mirror::{Mirror, Snapshot, Verifier};
 use ironrack_keys::{PublicKey, Trust};
@@ -103,7 +104,8 @@ pub struct SyncArgs {
     /// (e.g. non-free,non-free-firmware,contrib).
     #[arg(long, value_delimiter = ',', requires = "from_host_apt")]
     pub add_components: Vec<String>,
-    /// Fetch the package closure of these image specs.
+    /// Fetch the package closure of these image specs: every package set
+    /// (image, build) resolved as `ironrack lock` resolves it.
     #[arg(long = "for", value_name = "SPEC")]
     pub for_specs: Vec<PathBuf>,
     /// Fetch exactly this package (NAME: its newest version; NAME=VERSION:
@@ -135,16 +137,24 @@ pub struct ListArgs {
 
 /// Arguments of `mirror verify`.
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("verifier").required(true).args(["public", "trust"])))]
 pub struct VerifyArgs {
     /// The mirror directory.
     pub dir: PathBuf,
     /// A snapshot id or ref [default: every snapshot].
     pub snapshot: Option<String>,
-    /// Verify with this public key (minisign format).
-    #[arg(long = "pub", value_name = "PUBKEY")]
+    #[command(flatten)]
+    pub key: SnapshotKeyArgs,
+}
+
+/// Who may sign a mirror's snapshots. The key never comes from the mirror
+/// directory itself: whoever can write the mirror could replace it.
+#[derive(Debug, Args)]
+pub struct SnapshotKeyArgs {
+    /// Verify snapshot signatures with this public key (minisign format).
+    #[arg(long = "pub", value_name = "PUBKEY", conflicts_with = "trust")]
     pub public: Option<PathBuf>,
-    /// Verify through this trust file: the signer needs a mirror:NAME scope.
+    /// Verify snapshot signatures through this trust file: the signer needs
+    /// a mirror:NAME scope.
     #[arg(long, value_name = "TRUST")]
     pub trust: Option<PathBuf>,
     /// Root public keys the trust file must be signed by (repeat).
@@ -153,6 +163,31 @@ pub struct VerifyArgs {
     /// The mirror name the signer must be scoped for [default: mirror.toml's].
     #[arg(long, requires = "trust")]
     pub mirror_name: Option<String>,
+}
+
+impl SnapshotKeyArgs {
+    /// The verifier these flags name, for `mirror`.
+    pub fn verifier(&self, mirror: &Mirror) -> anyhow::Result<Verifier> {
+        if let Some(path) = &self.public {
+            return Ok(Verifier::public_key(
+                PublicKey::load(path).context("loading public key")?,
+            ));
+        }
+        let Some(path) = &self.trust else {
+            bail!(
+                "mirror {} ({}): give --pub PUBKEY or --trust trust.json to verify its snapshots' signatures",
+                mirror.name(),
+                mirror.root().display()
+            );
+        };
+        let pins = super::load_public_keys(&self.pins)?;
+        let trust = Trust::load(path, &pins).context("loading trust file")?;
+        let name = self
+            .mirror_name
+            .clone()
+            .unwrap_or_else(|| mirror.name().to_owned());
+        Ok(Verifier::trust(trust, &name))
+    }
 }
 
 /// Runs a `mirror` subcommand.
@@ -166,7 +201,8 @@ pub fn run(command: MirrorCommand) -> anyhow::Result<()> {
     }
 }
 
-fn open(dir: &Path) -> anyhow::Result<Mirror> {
+/// Opens a mirror, naming it in the error.
+pub fn open(dir: &Path) -> anyhow::Result<Mirror> {
     Mirror::open(dir).with_context(|| format!("opening mirror {}", dir.display()))
 }
 
@@ -265,14 +301,8 @@ fn sync_upstream(args: SyncArgs) -> anyhow::Result<()> {
 
 fn selection(args: &SyncArgs) -> anyhow::Result<Box<dyn Selection>> {
     if !args.for_specs.is_empty() {
-        // SEAM(resolve): `--for images/*.toml` is the closure of the specs'
-        // package sets: load each ImageSpec, take `spec.requests()`, run
-        // `resolve(&catalog, &request)` for each set and select the union
-        // (a `Selection` impl over the resolver). Wired once the resolver
-        // (`builder/src/spec.rs`, `builder/src/source/resolve.rs`) is in main.
-        bail!(
-            "--for needs the resolver, which this build does not have yet; use --package NAME[=VERSION]"
-        );
+        let closure = SpecClosure::load(&args.for_specs).context("loading image specs")?;
+        return Ok(Box::new(closure));
     }
     let requests = args
         .packages
@@ -322,18 +352,7 @@ fn list(args: ListArgs) -> anyhow::Result<()> {
 
 fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     let mirror = open(&args.dir)?;
-    let verifier = if let Some(path) = &args.public {
-        Verifier::public_key(PublicKey::load(path).context("loading public key")?)
-    } else {
-        let path = args.trust.as_deref().unwrap_or(Path::new(""));
-        let pins = super::load_public_keys(&args.pins)?;
-        let trust = Trust::load(path, &pins).context("loading trust file")?;
-        let name = args
-            .mirror_name
-            .clone()
-            .unwrap_or_else(|| mirror.name().to_owned());
-        Verifier::trust(trust, &name)
-    };
+    let verifier = args.key.verifier(&mirror)?;
     let ids = match &args.snapshot {
         Some(s) => vec![mirror.resolve(s)?],
         None => mirror.snapshot_ids()?,

@@ -19,6 +19,10 @@
 //! - rootfs: [`DebFile::data`] then [`deb::DataTar::entries`] (streamed,
 //!   unfiltered tar entries) and [`deb::DataTar::finish`];
 //!   [`DebFile::control_members`] for the dpkg database.
+//!
+//! On top of it: [`resolve`] (which packages a request needs, as apt
+//! computes it) and [`lock`] (`images/NAME.lock`: what a build may use,
+//! by sha256, and the `--locked` check).
 
 pub mod ar;
 pub mod catalog;
@@ -27,10 +31,12 @@ pub mod control;
 pub mod deb;
 pub mod error;
 pub mod index;
+pub mod lock;
 pub mod mirror;
 pub mod names;
 pub mod relation;
 pub mod release;
+pub mod resolve;
 pub mod version;
 
 pub use catalog::{Catalog, PackageId};

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use ironrack_builder::source::mirror::sync::{
-    ExactPackages, Keyring, PackageRequest, Sources, SyncOptions, SyncReport, Upstream, sync,
+    ExactPackages, Keyring, PackageRequest, Sources, SpecClosure, SyncOptions, SyncReport,
+    Upstream, sync,
 };
 use ironrack_builder::source::mirror::{Error, Mirror, SnapshotId, Verifier};
 use ironrack_keys::SecretKey;
@@ -392,4 +393,58 @@ fn unknown_package_names_what_exists() {
         "{err}"
     );
     assert!(w.mirror.read_ref("site").unwrap().is_none());
+}
+
+#[test]
+fn the_closure_of_image_specs() {
+    let w = World::new();
+    let spec = w.dir.path().join("node.toml");
+    std::fs::write(
+        &spec,
+        "name = \"node\"\nchannel = \"stable\"\nversion = 1\nsuite = \"bookworm\"\n\
+         [mirror]\npath = \"mirror\"\nsnapshot = \"site\"\n\
+         [packages]\nbase = \"none\"\ninclude = [\"hello\"]\n\
+         [kernel]\npackage = \"linux-image-6.1.0-1-test\"\nrelease = \"6.1.0-1-test\"\n",
+    )
+    .unwrap();
+    let closure = SpecClosure::load(std::slice::from_ref(&spec)).unwrap();
+    let options = w.options(&w.server.url(), &w.gpg.keyring);
+    let report = sync(&w.mirror, &options, &closure, &w.key).unwrap();
+    let snap = w.mirror.snapshot("site", &w.verifier()).unwrap();
+    assert_eq!(snap.id(), report.snapshot);
+    let mut names: Vec<String> = snap
+        .entries()
+        .iter()
+        .map(|e| format!("{} {}", e.name, e.version))
+        .collect();
+    names.sort();
+    // hello's dependency comes along; nothing else does.
+    assert_eq!(
+        names,
+        [
+            "hello 1.1",
+            "libfoo1 1.0",
+            "linux-image-6.1.0-1-test 6.1.1-1"
+        ]
+    );
+
+    // A spec that cannot resolve names the spec and the package.
+    let bad = w.dir.path().join("bad.toml");
+    let text = std::fs::read_to_string(&spec)
+        .unwrap()
+        .replace("\"hello\"", "\"nonesuch\"");
+    std::fs::write(&bad, text).unwrap();
+    let closure = SpecClosure::load(std::slice::from_ref(&bad)).unwrap();
+    let err = sync(&w.mirror, &options, &closure, &w.key).unwrap_err();
+    let mut text = err.to_string();
+    let mut cause = std::error::Error::source(&err);
+    while let Some(c) = cause {
+        text = format!("{text}: {c}");
+        cause = c.source();
+    }
+    assert!(
+        text.contains("bad.toml") && text.contains("nonesuch"),
+        "{text}"
+    );
+    assert_eq!(w.mirror.resolve("site").unwrap(), report.snapshot);
 }

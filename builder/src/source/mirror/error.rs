@@ -286,6 +286,23 @@ pub enum Error {
         /// The versions that exist.
         available: Vec<String>,
     },
+    /// An image spec of `--for` that does not load.
+    #[error(transparent)]
+    Spec {
+        /// Why (with file, line and key).
+        source: Box<crate::spec::SpecError>,
+    },
+    /// A package set of an image spec that does not resolve against the
+    /// synced suites.
+    #[error("{spec}: package set {set} does not resolve against the synced suites", spec = spec.display())]
+    Resolve {
+        /// The spec file.
+        spec: PathBuf,
+        /// `image` or `build`.
+        set: String,
+        /// The resolver's explanation (the chain of packages).
+        source: Box<crate::source::resolve::ResolveError>,
+    },
     /// A package request that is not `NAME` or `NAME=VERSION`.
     #[error("package request {text:?}: expected NAME or NAME=VERSION")]
     BadRequest {

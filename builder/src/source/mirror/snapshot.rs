@@ -27,6 +27,8 @@ const INDEX_LIMIT: u64 = 1 << 30;
 pub struct Snapshot {
     root: PathBuf,
     id: SnapshotId,
+    /// `id` in hex, as lock files name it.
+    id_hex: String,
     suite: String,
     release: Release,
     signer: Option<ironrack_keys::KeyId>,
@@ -171,6 +173,7 @@ impl Snapshot {
         Ok(Self {
             root: mirror.root().to_owned(),
             id,
+            id_hex: id.to_string(),
             suite,
             release,
             signer,
@@ -366,4 +369,22 @@ pub(crate) fn catalog_of(entries: &[Entry], origin: &str) -> Result<Catalog, Err
     let mut catalog = Catalog::new();
     catalog.add_packages_text(&text, origin)?;
     Ok(catalog)
+}
+
+/// A lock's files come from a verified snapshot: only files its index
+/// lists can be opened (the lock check hashes what it reads).
+impl crate::source::lock::LockedFiles for Snapshot {
+    fn snapshot_id(&self) -> &str {
+        &self.id_hex
+    }
+
+    fn open(&self, filename: &str) -> std::io::Result<Box<dyn std::io::Read + '_>> {
+        let entry = self.entry(filename).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("not in snapshot {}", self.id),
+            )
+        })?;
+        Ok(Box::new(File::open(self.root.join(&entry.filename))?))
+    }
 }

@@ -70,6 +70,14 @@ pub fn write_upstream(root: &Path, key: &GpgKey) {
             ),
         )
         .add("non-free-firmware", fw("1.0"))
+        .add(
+            "main",
+            DebBuilder::new("linux-image-6.1.0-1-test", "6.1.1-1", "amd64").file(
+                "boot/vmlinuz-6.1.0-1-test",
+                b"kernel",
+                0o644,
+            ),
+        )
         .write(root)
         .unwrap();
     RepoBuilder::new("bookworm-updates")

@@ -14,12 +14,14 @@
 //! 5. a new snapshot (the ref's previous packages + the selected ones) is
 //!    published atomically and the ref moved.
 
+mod closure;
 mod download;
 mod fetch;
 pub mod gpgv;
 mod select;
 mod upstream;
 
+pub use closure::SpecClosure;
 pub use gpgv::Keyring;
 pub use select::{ExactPackages, PackageRequest, Selection};
 
