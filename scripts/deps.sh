@@ -29,6 +29,10 @@ packages=(
   # bookworm's real indexes (fetched once by a private `apt-get update`),
   # builder/tests/lock reads locked .debs back with dpkg-deb
   dpkg apt gpgv debian-archive-keyring lz4 xz-utils
+  # builder/tests/mirror, tests/mirror_*.rs: gpg makes a throwaway OpenPGP
+  # key and signs test repositories (InRelease, Release.gpg) that the
+  # mirror sync verifies with gpgv; apt-config is read by --from-host-apt
+  gnupg
   # pxe/tests/tftp: real TFTP clients (curl tftp:// with --tftp-blksize,
   # atftp with blksize/tsize/windowsize options, tftp-hpa plain and netascii)
   curl atftp tftp-hpa
