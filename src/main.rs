@@ -30,6 +30,11 @@ enum Command {
     #[command(subcommand)]
     Keys(cmd::keys::KeysCommand),
 
+    /// The site's local Debian-format mirror: signed, immutable snapshots
+    /// that builds read (init, import, sync, list, verify).
+    #[command(subcommand)]
+    Mirror(cmd::mirror::MirrorCommand),
+
     /// Sign a file: writes FILE.minisig, which minisign and signify verify.
     Sign(cmd::sign::SignArgs),
 
@@ -64,6 +69,7 @@ fn main() -> ExitCode {
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Keys(command) => cmd::keys::run(command),
+        Command::Mirror(command) => cmd::mirror::run(command),
         Command::Sign(args) => cmd::sign::sign(args),
         Command::VerifySig(args) => cmd::sign::verify_sig(args),
         Command::Lock(args) => cmd::lock::run(args),

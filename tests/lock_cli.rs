@@ -193,50 +193,98 @@ fn errors_name_the_spec_line_or_the_chain() {
     assert_ne!(out.code, Some(0));
 }
 
+/// Runs `ironrack ARGS` in `dir`; panics unless it exits 0.
+fn run_ok(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_ironrack"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ironrack {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
-fn without_repo_the_spec_mirror_snapshot_is_read() {
+fn without_repo_the_spec_mirror_snapshot_is_read_and_verified() {
     let (dir, spec, root) = setup();
+    let d = dir.path();
     let none = Path::new("");
     let out = ironrack(&[], &spec, none);
     assert_eq!(out.code, Some(1));
-    assert!(
-        out.stderr.contains("snapshot site not found in mirror"),
-        "{}",
-        out.stderr
-    );
-    assert!(out.stderr.contains("give --repo DIR"), "{}", out.stderr);
+    assert!(out.stderr.contains("mirror.toml"), "{}", out.stderr);
 
-    // MIRROR/snapshots/<sha256 of Release>/ and MIRROR/refs/site.
-    let release = std::fs::read(root.join("dists/testing/Release")).unwrap();
-    let id = sha256_hex(&release);
-    let mirror = dir.path().join("mirror");
-    std::fs::create_dir_all(mirror.join("snapshots")).unwrap();
-    std::fs::create_dir_all(mirror.join("refs")).unwrap();
-    std::fs::rename(&root, mirror.join("snapshots").join(&id)).unwrap();
-    std::fs::write(mirror.join("refs/site"), format!("{id}\n")).unwrap();
+    // A real mirror: the generated repository's .debs imported, the
+    // snapshot signed with the site key and named by the ref `site`.
+    run_ok(d, &["keys", "generate", "site", "--dir", "keys"]);
+    run_ok(d, &["keys", "generate", "other", "--dir", "keys"]);
+    run_ok(d, &["mirror", "init", "mirror", "--name", "site"]);
+    let mut debs: Vec<String> = Vec::new();
+    let mut stack = vec![root.join("pool")];
+    while let Some(p) = stack.pop() {
+        for e in std::fs::read_dir(&p).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|x| x == "deb") {
+                debs.push(path.display().to_string());
+            }
+        }
+    }
+    assert_eq!(debs.len(), 3);
+    let mut args = vec!["mirror", "import", "mirror"];
+    args.extend(debs.iter().map(String::as_str));
+    args.extend([
+        "--key",
+        "keys/site.key",
+        "--suite",
+        "testing",
+        "--ref",
+        "site",
+    ]);
+    run_ok(d, &args);
+    let id = std::fs::read_to_string(d.join("mirror/refs/site"))
+        .unwrap()
+        .trim()
+        .to_owned();
+
+    // No key: the lock refuses to read an unverified snapshot.
     let out = ironrack(&[], &spec, none);
+    assert_eq!(out.code, Some(1));
+    assert!(out.stderr.contains("--pub PUBKEY"), "{}", out.stderr);
+
+    let site = d.join("keys/site.pub").display().to_string();
+    let out = ironrack(&["--pub", &site], &spec, none);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert!(
         out.stdout.contains(&format!("(snapshot {id})")),
         "{}",
         out.stdout
     );
-    assert_eq!(ironrack(&["--locked"], &spec, none).code, Some(0));
-
-    // A snapshot directory whose Release is not its name.
-    std::fs::write(mirror.join("refs/site"), "0".repeat(64)).unwrap();
-    std::fs::rename(
-        mirror.join("snapshots").join(&id),
-        mirror.join("snapshots").join("0".repeat(64)),
-    )
-    .unwrap();
-    let out = ironrack(&[], &spec, none);
-    assert_eq!(out.code, Some(1));
-    assert!(
-        out.stderr.contains("its Release has sha256"),
-        "{}",
-        out.stderr
+    assert_eq!(
+        ironrack(&["--locked", "--pub", &site], &spec, none).code,
+        Some(0)
     );
+
+    // Another key: a verification failure (exit 3).
+    let other = d.join("keys/other.pub").display().to_string();
+    let out = ironrack(&["--locked", "--pub", &other], &spec, none);
+    assert_eq!(out.code, Some(3), "{}", out.stderr);
+
+    // A snapshot whose Release was edited is refused too.
+    let release = d.join(format!("mirror/snapshots/{id}/dists/testing/Release"));
+    let mut perms = std::fs::metadata(&release).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
+    std::fs::set_permissions(&release, perms).unwrap();
+    let mut text = std::fs::read_to_string(&release).unwrap();
+    text.push_str("X-Extra: 1\n");
+    std::fs::write(&release, text).unwrap();
+    let out = ironrack(&["--locked", "--pub", &site], &spec, none);
+    assert_eq!(out.code, Some(3), "{}", out.stderr);
+    assert_ne!(sha256_hex(&std::fs::read(&release).unwrap()), id);
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

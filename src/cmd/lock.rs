@@ -5,9 +5,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::Args;
+use ironrack_builder::source::Catalog;
 use ironrack_builder::source::lock::{self, Lock, LockedFiles, RepoDir};
+use ironrack_builder::source::mirror::Snapshot;
 use ironrack_builder::spec::{ImageSpec, PackageSet};
 
+use super::mirror::SnapshotKeyArgs;
 use super::outln;
 
 /// Arguments of `ironrack lock`.
@@ -22,6 +25,15 @@ pub struct LockArgs {
     /// spec's mirror snapshot.
     #[arg(long, value_name = "DIR")]
     pub repo: Option<PathBuf>,
+
+    /// The local mirror [default: the spec's `mirror.path`, relative to the
+    /// spec file].
+    #[arg(long, value_name = "DIR", conflicts_with = "repo")]
+    pub mirror: Option<PathBuf>,
+
+    /// The key that signs the mirror's snapshots (needed unless --repo).
+    #[command(flatten)]
+    pub key: SnapshotKeyArgs,
 
     /// Check the existing lock instead of writing one: the spec is the one
     /// locked, the repository is the locked snapshot, every locked file is
@@ -42,10 +54,11 @@ pub fn run(args: LockArgs) -> anyhow::Result<()> {
         std::fs::read(&args.spec).with_context(|| format!("reading {}", args.spec.display()))?;
     let spec = ImageSpec::parse_bytes(&spec_bytes, &args.spec)?;
     let lock_path = lock_path(&args.spec);
-    let repo = open_snapshot(&spec, &args.spec, args.repo.as_deref())?;
+    let source = open_snapshot(&spec, &args.spec, &args)?;
+    let repo = source.files();
     if args.check {
         let lock = Lock::load(&lock_path)?;
-        lock.verify_against(&spec_bytes, &repo)
+        lock.verify_against(&spec_bytes, repo)
             .with_context(|| format!("checking {}", lock_path.display()))?;
         return outln!(
             "{}: {} packages verified against snapshot {}",
@@ -54,9 +67,7 @@ pub fn run(args: LockArgs) -> anyhow::Result<()> {
             repo.snapshot_id()
         );
     }
-    let catalog = repo
-        .catalog(&spec.architecture)
-        .with_context(|| format!("reading repository {}", repo.root().display()))?;
+    let catalog = source.catalog(&spec.architecture)?;
     let old = lock_path
         .exists()
         .then(|| Lock::load(&lock_path))
@@ -99,44 +110,60 @@ fn lock_path(spec: &Path) -> PathBuf {
     spec.with_extension("lock")
 }
 
-/// The packages to lock from: `--repo DIR`, else the spec's mirror
-/// snapshot directory (MIRROR/snapshots/ID, ID from MIRROR/refs/NAME).
-// The mirror stage replaces this with `Mirror::snapshot`, which also
-// verifies the snapshot's signature.
-fn open_snapshot(
-    spec: &ImageSpec,
-    spec_path: &Path,
-    repo: Option<&Path>,
-) -> anyhow::Result<RepoDir> {
-    if let Some(dir) = repo {
-        return Ok(RepoDir::open(dir, &spec.suite)?);
+/// The packages to lock from: `--repo DIR` (a plain repository tree,
+/// unsigned), else the spec's mirror snapshot, its signature verified.
+fn open_snapshot(spec: &ImageSpec, spec_path: &Path, args: &LockArgs) -> anyhow::Result<Source> {
+    if let Some(dir) = &args.repo {
+        return Ok(Source::Repo(Box::new(RepoDir::open(dir, &spec.suite)?)));
     }
-    let mirror = spec.mirror_root(spec_path);
-    let reference = mirror.join("refs").join(&spec.mirror.snapshot);
-    let id = if reference.is_file() {
-        std::fs::read_to_string(&reference)
-            .with_context(|| format!("reading {}", reference.display()))?
-            .trim()
-            .to_owned()
-    } else {
-        spec.mirror.snapshot.clone()
-    };
-    let dir = mirror.join("snapshots").join(&id);
-    if !dir.is_dir() {
+    let root = args
+        .mirror
+        .clone()
+        .unwrap_or_else(|| spec.mirror_root(spec_path));
+    let mirror = super::mirror::open(&root)?;
+    let verifier = args.key.verifier(&mirror)?;
+    let snapshot = mirror
+        .snapshot(&spec.mirror.snapshot, &verifier)
+        .with_context(|| {
+            format!(
+                "opening snapshot {} of mirror {}",
+                spec.mirror.snapshot,
+                mirror.name()
+            )
+        })?;
+    if snapshot.suite() != spec.suite {
         bail!(
-            "snapshot {} not found in mirror {} (give --repo DIR to lock from a repository tree)",
-            spec.mirror.snapshot,
-            mirror.display()
+            "{}: suite {} but snapshot {} carries suite {}",
+            spec_path.display(),
+            spec.suite,
+            snapshot.id(),
+            snapshot.suite()
         );
     }
-    tracing::warn!(snapshot = %id, "the snapshot's signature is not checked yet (mirror stage)");
-    let repo = RepoDir::open(&dir, &spec.suite)?;
-    if repo.snapshot_id() != id {
-        bail!(
-            "{}: its Release has sha256 {}, not the snapshot id {id}",
-            dir.display(),
-            repo.snapshot_id()
-        );
+    Ok(Source::Snapshot(Box::new(snapshot)))
+}
+
+/// Where the packages come from.
+enum Source {
+    Repo(Box<RepoDir>),
+    Snapshot(Box<Snapshot>),
+}
+
+impl Source {
+    fn files(&self) -> &dyn LockedFiles {
+        match self {
+            Source::Repo(r) => r.as_ref(),
+            Source::Snapshot(s) => s.as_ref(),
+        }
     }
-    Ok(repo)
+
+    fn catalog(&self, arch: &str) -> anyhow::Result<std::borrow::Cow<'_, Catalog>> {
+        Ok(match self {
+            Source::Repo(r) => std::borrow::Cow::Owned(
+                r.catalog(arch)
+                    .with_context(|| format!("reading repository {}", r.root().display()))?,
+            ),
+            Source::Snapshot(s) => std::borrow::Cow::Borrowed(s.catalog()),
+        })
+    }
 }

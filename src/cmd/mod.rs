@@ -3,6 +3,7 @@
 
 pub mod keys;
 pub mod lock;
+pub mod mirror;
 pub mod sign;
 mod trust;
 

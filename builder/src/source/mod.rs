@@ -14,6 +14,8 @@
 //!   InRelease, for gpgv/sqv), [`release::Release`] (index hashes),
 //!   [`index::read_index_text`] (`.gz`/`.xz` by extension), [`DebFile`]
 //!   (control data of a .deb to import).
+//! - builds: [`mirror::Mirror::open`], [`mirror::Mirror::snapshot`] →
+//!   [`mirror::Snapshot`] (verified catalog and .deb files).
 //! - rootfs: [`DebFile::data`] then [`deb::DataTar::entries`] (streamed,
 //!   unfiltered tar entries) and [`deb::DataTar::finish`];
 //!   [`DebFile::control_members`] for the dpkg database.
@@ -30,6 +32,7 @@ pub mod deb;
 pub mod error;
 pub mod index;
 pub mod lock;
+pub mod mirror;
 pub mod names;
 pub mod relation;
 pub mod release;
