@@ -44,6 +44,11 @@ enum Command {
     /// Resolve an image spec into its lock file (images/NAME.lock), update
     /// one package of it, or check it against the spec and the repository.
     Lock(cmd::lock::LockArgs),
+
+    /// Build an image from its spec and lock: install the locked packages,
+    /// configure them in a sandbox, normalise, write the images to
+    /// OUT/NAME/VERSION/ (reusing the stage cache when nothing changed).
+    Build(cmd::build::BuildArgs),
 }
 
 fn main() -> ExitCode {
@@ -73,6 +78,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Sign(args) => cmd::sign::sign(args),
         Command::VerifySig(args) => cmd::sign::verify_sig(args),
         Command::Lock(args) => cmd::lock::run(args),
+        Command::Build(args) => cmd::build::run(args),
     }
 }
 

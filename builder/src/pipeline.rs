@@ -21,9 +21,12 @@
 //! hidden staging directories.
 
 mod cache;
+mod image;
+mod plan;
 mod progress;
+mod source;
+mod summary;
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -31,13 +34,16 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 pub use cache::{CacheLock, overlay_digest};
+pub use image::{ImageCompression, ImageFormat};
+pub use plan::{LockedSpec, lock_path};
 pub use progress::Progress;
+pub use source::{DirectorySource, PackageSource, check_listed};
+pub use summary::summary_table;
 
 use crate::publish::{self, Staging};
 use crate::rootfs::customize::{self, Customization};
-use crate::rootfs::fsimage;
 use crate::rootfs::tree::Manifest;
-use crate::rootfs::{self, InstallOptions, InstalledPackage, PackageFile, Target};
+use crate::rootfs::{self, InstallOptions, InstalledPackage, Target};
 
 /// The builder's version, part of every cache key.
 pub const BUILDER_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -52,15 +58,44 @@ pub enum Error {
     /// A root filesystem stage failed.
     #[error(transparent)]
     Rootfs(#[from] rootfs::Error),
-    /// A package the lock names could not be opened or verified.
+    /// The lock does not match the spec or the snapshot (`--locked`).
+    #[error(transparent)]
+    Lock(#[from] crate::source::lock::LockError),
+    /// The spec and lock do not make a buildable plan.
+    #[error("planning the build: {problem}")]
+    Plan {
+        /// What is wrong.
+        problem: String,
+    },
+    /// A package the lock names is not the locked file (another digest or
+    /// size, or not in the snapshot).
     #[error("package {package} ({filename}): {problem}")]
-    Package {
+    PackageMismatch {
         /// The package.
         package: String,
         /// Its pool file.
         filename: String,
         /// What is wrong.
         problem: String,
+    },
+    /// A package the lock names could not be opened or read (the cause
+    /// says whether it failed a check).
+    #[error("package {package} ({filename})")]
+    Package {
+        /// The package.
+        package: String,
+        /// Its pool file.
+        filename: String,
+        /// What failed.
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+    /// Writing a filesystem image failed.
+    #[error("writing {path}")]
+    Image {
+        /// The image file.
+        path: PathBuf,
+        /// The writer's error.
+        source: crate::rootfs::fsimage::squashfs::Error,
     },
     /// A file operation on the output or cache failed.
     #[error("{operation} {path}: {source}")]
@@ -101,19 +136,15 @@ pub enum Error {
     },
 }
 
-/// An image file the build can write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ImageFormat {
-    /// `rootfs.tar` (for inspection).
-    Tar,
-}
-
-impl ImageFormat {
-    /// The output file name.
-    pub fn file_name(self) -> &'static str {
+impl Error {
+    /// Whether a check found something wrong (a changed spec, another
+    /// snapshot, a package file that is not the locked one) rather than
+    /// the build failing to do its work.
+    pub fn is_verification_failure(&self) -> bool {
         match self {
-            Self::Tar => "rootfs.tar",
+            Self::Lock(e) => e.is_verification_failure(),
+            Self::PackageMismatch { .. } => true,
+            _ => false,
         }
     }
 }
@@ -158,6 +189,8 @@ pub struct Plan {
     pub customization: Customization,
     /// The images to write.
     pub formats: Vec<ImageFormat>,
+    /// SquashFS compression.
+    pub compression: ImageCompression,
 }
 
 /// The inputs hashed into the key, in a fixed serialisation.
@@ -173,6 +206,7 @@ struct KeyInputs<'a> {
     users: Vec<(&'a str, &'a [String])>,
     units: &'a [String],
     formats: Vec<ImageFormat>,
+    compression: String,
 }
 
 impl Plan {
@@ -215,43 +249,13 @@ impl Plan {
                 .collect(),
             units: &self.customization.units,
             formats,
+            compression: self.compression.to_key(),
         };
         let json = serde_json::to_vec(&inputs).map_err(|e| Error::BadFile {
             path: PathBuf::from("(build key)"),
             problem: e.to_string(),
         })?;
         Ok(hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&json)))
-    }
-}
-
-/// Opens the .debs a plan names, verified.
-pub trait PackageSource {
-    /// Opens `package`'s file after checking its sha256 (and size).
-    fn open(&self, package: &PlannedPackage) -> Result<PackageFile, Error>;
-}
-
-/// Packages in a plain directory (`DIR/FILENAME`), checked against the
-/// plan's sha256 before use.
-#[derive(Debug, Clone)]
-pub struct DirectorySource(pub PathBuf);
-
-impl PackageSource for DirectorySource {
-    fn open(&self, package: &PlannedPackage) -> Result<PackageFile, Error> {
-        let path = self.0.join(&package.filename);
-        let problem = |problem: String| Error::Package {
-            package: package.name.clone(),
-            filename: package.filename.clone(),
-            problem,
-        };
-        let file = PackageFile::open(&path).map_err(|e| problem(e.to_string()))?;
-        let digest = cache::sha256_of(&file.file).map_err(|e| problem(e.to_string()))?;
-        if digest != package.sha256 || file.size != package.size {
-            return Err(problem(format!(
-                "sha256 {digest} and size {} do not match the lock ({} and {})",
-                file.size, package.sha256, package.size
-            )));
-        }
-        Ok(file)
     }
 }
 
@@ -342,6 +346,7 @@ pub fn build(
 ) -> Result<BuildReport, Error> {
     let started = Instant::now();
     let key = plan.key()?;
+    check_listed(plan, source)?;
     let _lock = CacheLock::acquire(&options.cache_dir)?;
     publish::clean_stale(&options.out_dir, &plan.name)?;
     let published = publish::version_dir(&options.out_dir, &plan.name, plan.version);
@@ -520,11 +525,22 @@ fn run_stages(
     let mut formats = plan.formats.clone();
     formats.sort();
     formats.dedup();
+    let settings = image::ImageSettings {
+        epoch: u32::try_from(plan.epoch).map_err(|_| Error::Plan {
+            problem: format!(
+                "SOURCE_DATE_EPOCH {} does not fit image timestamps",
+                plan.epoch
+            ),
+        })?,
+        compression: plan.compression,
+        key,
+        threads: options.jobs,
+    };
     for format in formats {
         let path = artifacts.join(format.file_name());
         let bar = progress.bytes(format.file_name(), installed.unpacked_bytes);
         let artifact = stages.run(&format!("image {}", format.file_name()), || {
-            write_image(format, &target, &path, &bar)
+            image::write(format, &target, &path, &settings, &bar)
         })?;
         bar.finish();
         outputs.push(artifact);
@@ -562,100 +578,6 @@ fn run_stages(
     cache::commit_entry(&artifacts, entry)
 }
 
-fn write_image(
-    format: ImageFormat,
-    target: &Target,
-    path: &Path,
-    bar: &indicatif::ProgressBar,
-) -> Result<Artifact, Error> {
-    let file = fs::File::create(path).map_err(|source| Error::Io {
-        operation: "creating",
-        path: path.to_owned(),
-        source,
-    })?;
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-    let (size, sha256) = match format {
-        ImageFormat::Tar => {
-            let summary = fsimage::tar::write(target, &mut out, path, bar)?;
-            (summary.bytes, summary.sha256)
-        }
-    };
-    let file = out.into_inner().map_err(|e| Error::Io {
-        operation: "writing",
-        path: path.to_owned(),
-        source: e.into_error(),
-    })?;
-    file.sync_all().map_err(|source| Error::Io {
-        operation: "syncing",
-        path: path.to_owned(),
-        source,
-    })?;
-    Ok(Artifact {
-        file: format.file_name().into(),
-        size,
-        sha256,
-    })
-}
-
-/// The summary table printed at the end of a build.
-pub fn summary_table(report: &BuildReport) -> String {
-    let mut rows: Vec<(String, String)> = vec![
-        (
-            "image".into(),
-            format!("{} version {}", report.name, report.version),
-        ),
-        ("output".into(), report.output.display().to_string()),
-        ("packages".into(), report.packages.len().to_string()),
-        (
-            "installed size".into(),
-            human_bytes(report.installed_size_kib * 1024),
-        ),
-    ];
-    for artifact in &report.artifacts {
-        rows.push((artifact.file.clone(), human_bytes(artifact.size)));
-    }
-    rows.push(("tree sha256".into(), report.tree_sha256.clone()));
-    let status = if report.up_to_date {
-        "up to date (already published)"
-    } else if report.from_cache {
-        "published from the stage cache"
-    } else {
-        "built"
-    };
-    rows.push(("status".into(), status.into()));
-    let mut by_stage: BTreeMap<usize, (String, String)> = BTreeMap::new();
-    for (i, s) in report.stages.iter().enumerate() {
-        let time = if s.cached {
-            "cached".to_owned()
-        } else {
-            format!("{:.2} s", s.seconds)
-        };
-        by_stage.insert(i, (format!("  {}", s.stage), time));
-    }
-    rows.push(("time per stage".into(), String::new()));
-    rows.extend(by_stage.into_values());
-    rows.push(("total".into(), format!("{:.2} s", report.total_seconds)));
-    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-    rows.iter()
-        .map(|(k, v)| format!("{k:<width$}  {v}\n"))
-        .collect()
-}
-
-fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -679,6 +601,7 @@ mod tests {
             }],
             customization: Customization::default(),
             formats: vec![ImageFormat::Tar],
+            compression: ImageCompression::default(),
         }
     }
 
@@ -705,11 +628,8 @@ mod tests {
         let mut p = plan();
         p.customization.units = vec!["ssh.service".into()];
         assert_ne!(p.key().unwrap(), base);
-    }
-
-    #[test]
-    fn sizes_read_like_sizes() {
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(3 * 1024 * 1024 / 2), "1.5 MiB");
+        let mut p = plan();
+        p.compression = ImageCompression::parse("xz").unwrap();
+        assert_ne!(p.key().unwrap(), base);
     }
 }

@@ -8,7 +8,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ironrack_builder::pipeline::{
-    self, BuildOptions, DirectorySource, Error, ImageFormat, Plan, PlannedPackage, Progress,
+    self, BuildOptions, DirectorySource, Error, ImageCompression, ImageFormat, Plan,
+    PlannedPackage, Progress,
 };
 use ironrack_builder::rootfs::customize::Customization;
 use sha2::{Digest, Sha256};
@@ -47,7 +48,8 @@ fn plan(debs: &[PathBuf], version: u64, hostname: &str) -> Plan {
             hostname: Some(hostname.into()),
             ..Customization::default()
         },
-        formats: vec![ImageFormat::Tar],
+        formats: vec![ImageFormat::Squashfs, ImageFormat::Tar],
+        compression: ImageCompression::default(),
     }
 }
 
@@ -84,9 +86,12 @@ fn builds_publish_then_reuse_the_cache_and_never_replace_a_version() {
     let out = work.join("out/test-node/1");
     assert_eq!(first.output, out);
     assert_eq!(first.packages.len(), debs.len());
-    let tar = &first.artifacts[0];
-    assert_eq!(tar.file, "rootfs.tar");
-    assert_eq!(sha256_file(&out.join("rootfs.tar")), tar.sha256);
+    let files: Vec<&str> = first.artifacts.iter().map(|a| a.file.as_str()).collect();
+    assert_eq!(files, ["rootfs.squashfs", "rootfs.tar"]);
+    for artifact in &first.artifacts {
+        assert_eq!(sha256_file(&out.join(&artifact.file)), artifact.sha256);
+    }
+    let tar = &first.artifacts[1];
     assert!(out.join("rootfs.manifest").is_file() && out.join("build.json").is_file());
     let stages: Vec<&str> = first.stages.iter().map(|s| s.stage.as_str()).collect();
     for stage in [
@@ -95,6 +100,7 @@ fn builds_publish_then_reuse_the_cache_and_never_replace_a_version() {
         "configure",
         "customize",
         "normalize",
+        "image rootfs.squashfs",
         "image rootfs.tar",
         "publish",
     ] {
@@ -102,7 +108,7 @@ fn builds_publish_then_reuse_the_cache_and_never_replace_a_version() {
     }
     let table = pipeline::summary_table(&first);
     assert!(
-        table.contains("packages") && table.contains("rootfs.tar"),
+        table.contains("packages") && table.contains("rootfs.squashfs"),
         "{table}"
     );
 
@@ -167,7 +173,7 @@ fn builds_publish_then_reuse_the_cache_and_never_replace_a_version() {
         &options,
         &Progress::hidden(),
     ) {
-        Err(Error::Package {
+        Err(Error::PackageMismatch {
             filename, problem, ..
         }) => {
             assert_eq!(filename, debs[3].file_name().unwrap().to_string_lossy());
