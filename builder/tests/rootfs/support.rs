@@ -124,8 +124,10 @@ pub fn deb_name(path: &Path) -> String {
         .to_owned()
 }
 
-/// The image set of the end-to-end tests: the base plus what a node runs
-/// (systemd, sshd, ping with its file capability, kmod, busybox).
+/// The image set of the end-to-end test (tests/build_real.rs, which
+/// includes this file): the base plus what a node runs (systemd, sshd, ping
+/// with its file capability, kmod, busybox).
+#[allow(dead_code)]
 pub const IMAGE: &[&str] = &[
     "?priority(required)",
     "usr-is-merged",
@@ -135,26 +137,3 @@ pub const IMAGE: &[&str] = &[
     "kmod",
     "busybox-static",
 ];
-
-/// The test images' customisation: an overlay (a file, a directory, a
-/// symlink), hostname, a user with a key, a unit to enable.
-pub fn demo_customization(work: &Path) -> ironrack_builder::rootfs::customize::Customization {
-    use ironrack_builder::rootfs::customize::{Customization, User};
-    let overlay = work.join("overlay");
-    std::fs::create_dir_all(overlay.join("etc/ironrack")).unwrap();
-    std::fs::write(overlay.join("etc/motd"), "ironrack test node\n").unwrap();
-    std::fs::write(overlay.join("etc/ironrack/node.conf"), "role = gpu\n").unwrap();
-    let _ = std::fs::remove_file(overlay.join("etc/ironrack/current"));
-    std::os::unix::fs::symlink("node.conf", overlay.join("etc/ironrack/current")).unwrap();
-    Customization {
-        hostname: Some("node".into()),
-        overlay: Some(overlay),
-        users: vec![User {
-            name: "ops".into(),
-            authorized_keys: vec![
-                "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGmXgFp3c0rcUkFnJ1ZfW2l2Vq7hQf0oVb4n1b3F9k2e ops@site".into(),
-            ],
-        }],
-        units: vec!["systemd-networkd.service".into()],
-    }
-}
