@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
-# Benchmark: a root filesystem from the same local packages, built by
-# mmdebstrap (--variant=custom --mode=root --format=tar, the merged-usr
-# hook) and by ironrack's build pipeline, cold (empty stage cache: unpack,
-# configure, normalise, tar, publish) and warm (same inputs under a new
-# version: published from the stage cache). Both work in one tmpfs and
-# read the same packages from it. Runs are interleaved so that a busy
-# machine slows every tool alike; medians are printed.
+# Benchmark: one root filesystem image from the same local mirror snapshot,
+# made by mmdebstrap (--variant=custom --mode=root --format=tar, the
+# merged-usr hook) then mksquashfs (zstd level 3, as ours), and by
+# `ironrack build` (release binary): cold (empty stage cache: verify,
+# unpack, configure, customise, normalise, squashfs, publish) and warm
+# (the published version removed, same inputs: served from the stage
+# cache). Everything lives in one tmpfs. Runs are interleaved so that a
+# busy machine slows every tool alike; medians are printed.
 #
 # Usage: scripts/bench-build.sh [SET] [RUNS]
 #   SET   image (default): bookworm's required set + usr-is-merged,
 #         systemd-sysv, openssh-server, iputils-ping, kmod, busybox-static
 #         required: bookworm's required set + usr-is-merged
 #   RUNS  default 3
-# Needs root, mmdebstrap, dpkg-dev (dpkg-scanpackages), apt (to download the
+# Both install the same packages plus a generated stand-in kernel package
+# (the spec needs one; the real kernel belongs to the kernel stage).
+# Needs root, mmdebstrap, squashfs-tools, dpkg-deb, apt (to download the
 # set once into target/bench-debs/SET). Prints timings; asserts nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,47 +43,103 @@ fi
 count=$(ls "$debs"/*.deb | wc -l)
 echo "== $count packages, $(du -sh "$debs" | cut -f1) of .debs"
 
-echo "== building the benchmark (cargo bench --no-run, release profile)"
-bin=$(cargo bench -p ironrack-builder --bench build --no-run 2>&1 |
-  sed -n 's/.*Executable .*(\(.*\))$/\1/p' | tail -1)
-[ -x "$bin" ] || { echo "could not find the bench executable" >&2; exit 1; }
+echo "== building ironrack (release)"
+cargo build --release -q -p ironrack
+ironrack=$PWD/target/release/ironrack
 
 work=$(mktemp -d /var/tmp/ironrack-bench.XXXXXX)
 mount -t tmpfs -o size=6g,mode=0755 tmpfs "$work"
 cleanup() { cd /; umount "$work" 2>/dev/null || umount -l "$work"; rmdir "$work"; }
 trap cleanup EXIT
-mkdir "$work/repo" "$work/tmp"
-cp "$debs"/*.deb "$work/repo/"
-(cd "$work/repo" && dpkg-scanpackages -m . >Packages 2>/dev/null)
-names=$(cd "$work/repo" && ls *.deb | cut -d_ -f1 | paste -sd,)
+cd "$work"
+mkdir tmp images
+
+# The stand-in kernel package.
+release=6.1.0-0-bench-amd64
+mkdir -p "kernel/DEBIAN" "kernel/usr/lib/modules/$release"
+: >"kernel/usr/lib/modules/$release/modules.order"
+cat >kernel/DEBIAN/control <<EOF
+Package: linux-image-$release
+Version: 6.1.4-1
+Architecture: amd64
+Maintainer: bench <bench@localhost>
+Priority: optional
+Description: stand-in kernel package for the build benchmark
+EOF
+dpkg-deb --root-owner-group -Zxz --build kernel "linux-image-${release}_6.1.4-1_amd64.deb" >/dev/null
+
+echo "== a signed mirror snapshot of them, and a lock"
+"$ironrack" keys generate site --dir keys >/dev/null
+"$ironrack" mirror init mirror --name site >/dev/null
+"$ironrack" mirror import mirror --key keys/site.key --suite bookworm \
+  "$debs"/*.deb "linux-image-${release}_6.1.4-1_amd64.deb" >/dev/null
+include=$(printf '"%s", ' usr-is-merged "${extra[@]}")
+cat >images/bench.toml <<EOF
+name = "bench"
+channel = "stable"
+version = 1
+suite = "bookworm"
+
+[mirror]
+path = "../mirror"
+snapshot = "site"
+
+[packages]
+base = "required"
+include = [${include%, }]
+
+[kernel]
+package = "linux-image-$release"
+release = "$release"
+
+[rootfs]
+formats = ["squashfs"]
+EOF
+"$ironrack" lock images/bench.toml --pub keys/site.pub
+snapshot=$work/mirror/snapshots/$(cat mirror/refs/site)
+names=$(awk '/^name = /{ gsub(/"/, "", $3); print $3 }' images/bench.lock | paste -sd,)
 
 now() { date +%s.%N; }
 since() { awk -v a="$(now)" -v b="$1" 'BEGIN { printf "%.2f", a - b }'; }
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
-: >"$work/mm.times"; : >"$work/cold.times"; : >"$work/warm.times"
+: >mm.times; : >cold.times; : >warm.times
 
 for run in $(seq "$runs"); do
   echo "== run $run/$runs (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
   start=$(now)
   TMPDIR=$work/tmp SOURCE_DATE_EPOCH=1717200000 mmdebstrap --quiet --variant=custom --mode=root \
     --format=tar --include="$names" --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
-    bookworm "$work/mmdebstrap.tar" "deb [trusted=yes] copy://$work/repo ./"
-  mm=$(since "$start")
-  echo "$mm" >>"$work/mm.times"
-  echo "   mmdebstrap         $mm s ($(du -h "$work/mmdebstrap.tar" | cut -f1) tar)"
-  rm -f "$work/mmdebstrap.tar"
+    bookworm "$work/mmdebstrap.tar" "deb [trusted=yes] copy://$snapshot bookworm main"
+  mm_tar=$(since "$start")
+  rm -rf mmroot; mkdir mmroot
+  tar --xattrs --xattrs-include='*' --numeric-owner -xpf mmdebstrap.tar -C mmroot
+  sq_start=$(now)
+  mksquashfs mmroot mmdebstrap.squashfs -quiet -no-progress -comp zstd -Xcompression-level 3 \
+    -mkfs-time 1717200000 -all-time 1717200000 >/dev/null
+  mm_sq=$(since "$sq_start")
+  mm=$(awk -v a="$mm_tar" -v b="$mm_sq" 'BEGIN { printf "%.2f", a + b }')
+  echo "$mm" >>mm.times
+  echo "   mmdebstrap + mksquashfs  $mm s (tar $mm_tar s, $(du -h mmdebstrap.tar | cut -f1);" \
+    "mksquashfs $mm_sq s, $(du -h mmdebstrap.squashfs | cut -f1))"
+  rm -rf mmroot mmdebstrap.tar mmdebstrap.squashfs
 
-  rm -rf "$work/ironrack"
-  cold=$("$bin" "$work/repo" "$work/ironrack" cold)
-  echo "$cold" | sed -n 's/.*"wall": \([0-9.]*\).*/\1/p' >>"$work/cold.times"
-  echo "   ironrack cold      $cold"
-  warm=$("$bin" "$work/repo" "$work/ironrack" warm)
-  echo "$warm" | sed -n 's/.*"wall": \([0-9.]*\).*/\1/p' >>"$work/warm.times"
-  echo "   ironrack warm      $warm"
+  rm -rf out
+  start=$(now)
+  "$ironrack" build images/bench.toml --pub keys/site.pub --out out --json >cold.json
+  cold=$(since "$start")
+  echo "$cold" >>cold.times
+  echo "   ironrack build, cold     $cold s ($(du -h out/bench/1/rootfs.squashfs | cut -f1) squashfs;" \
+    "$(tr -d '\n ' <cold.json | grep -o '"stages":\[[^]]*\]' | sed 's/"cached":false//g; s/"stage"://g; s/,"seconds":/ /g; s/[{}"]//g')"
+  rm -rf out/bench
+  start=$(now)
+  "$ironrack" build images/bench.toml --pub keys/site.pub --out out --json >warm.json
+  warm=$(since "$start")
+  echo "$warm" >>warm.times
+  echo "   ironrack build, warm     $warm s"
 done
 
-mm=$(median <"$work/mm.times"); cold=$(median <"$work/cold.times"); warm=$(median <"$work/warm.times")
-echo "== medians over $runs runs, $count packages ($set_name set)"
-printf '   %-34s %8.2f s\n' "mmdebstrap --format=tar" "$mm" "ironrack build, cold cache" "$cold" \
-  "ironrack build, warm cache" "$warm"
+mm=$(median <mm.times); cold=$(median <cold.times); warm=$(median <warm.times)
+echo "== medians over $runs runs, $((count + 1)) packages ($set_name set)"
+printf '   %-34s %8.2f s\n' "mmdebstrap --format=tar + mksquashfs" "$mm" \
+  "ironrack build, cold cache" "$cold" "ironrack build, warm cache" "$warm"
 printf '   %-34s %8.2f\n' "cold / mmdebstrap" "$(awk -v a="$cold" -v b="$mm" 'BEGIN { print a / b }')"
