@@ -48,6 +48,7 @@ enum Command {
     /// Build an image from its spec and lock: install the locked packages,
     /// configure them in a sandbox, normalise, write the images to
     /// OUT/NAME/VERSION/ (reusing the stage cache when nothing changed).
+    #[command(long_about = cmd::build::ABOUT)]
     Build(cmd::build::BuildArgs),
 }
 

@@ -14,7 +14,8 @@ use super::mirror::SnapshotKeyArgs;
 use super::outln;
 use super::source::Source;
 
-const ABOUT: &str = "\
+/// The long help of `ironrack build` (`--help`).
+pub const ABOUT: &str = "\
 Build an image from its spec and lock: the locked .debs (each sha256
 checked) are unpacked in parallel into a new root, configured by the
 image's own dpkg in a sandbox (no network, no host paths), customised
@@ -43,7 +44,6 @@ snapshot, a package whose digest differs), 4 on I/O errors, 1 otherwise.";
 
 /// Arguments of `ironrack build`.
 #[derive(Debug, Args)]
-#[command(long_about = ABOUT)]
 pub struct BuildArgs {
     /// The image spec (images/NAME.toml). Its lock (images/NAME.lock) must
     /// exist and match it.
