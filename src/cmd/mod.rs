@@ -6,6 +6,7 @@ pub mod lock;
 pub mod mirror;
 pub mod sign;
 mod trust;
+pub mod verify;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
