@@ -50,6 +50,11 @@ enum Command {
     /// OUT/NAME/VERSION/ (reusing the stage cache when nothing changed).
     #[command(long_about = cmd::build::ABOUT)]
     Build(cmd::build::BuildArgs),
+
+    /// Re-check a built image offline: the manifest's signature through the
+    /// trust file, every artifact's digest, the SBOM, the signed provenance,
+    /// the UKI's Authenticode digest and PCR 11, the NVIDIA chain report.
+    Verify(cmd::verify::VerifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -80,6 +85,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::VerifySig(args) => cmd::sign::verify_sig(args),
         Command::Lock(args) => cmd::lock::run(args),
         Command::Build(args) => cmd::build::run(args),
+        Command::Verify(args) => cmd::verify::run(args),
     }
 }
 

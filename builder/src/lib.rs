@@ -10,6 +10,7 @@
 pub mod boot;
 pub mod pipeline;
 pub mod publish;
+pub mod release;
 pub mod rootfs;
 pub mod source;
 pub mod spec;

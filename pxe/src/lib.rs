@@ -6,6 +6,7 @@
 //! attestation primitives ([`attest`]). See ARCHITECTURE.md for the map.
 
 pub mod attest;
+pub mod lab;
 pub mod net;
 pub mod site;
 pub mod store;

@@ -8,6 +8,7 @@ pub mod mirror;
 pub mod sign;
 pub mod source;
 mod trust;
+pub mod verify;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
