@@ -129,7 +129,7 @@ for run in $(seq "$runs"); do
   cold=$(since "$start")
   echo "$cold" >>cold.times
   echo "   ironrack build, cold     $cold s ($(du -h out/bench/1/rootfs.squashfs | cut -f1) squashfs;" \
-    "$(tr -d '\n ' <cold.json | grep -o '"stages":\[[^]]*\]' | sed 's/"cached":false//g; s/"stage"://g; s/,"seconds":/ /g; s/[{}"]//g')"
+    "$(python3 -c 'import json, sys; print(", ".join("%s %.2f s" % (s["stage"], s["seconds"]) for s in json.load(sys.stdin)["stages"]))' <cold.json))"
   rm -rf out/bench
   start=$(now)
   "$ironrack" build images/bench.toml --pub keys/site.pub --out out --json >warm.json

@@ -130,12 +130,7 @@ pub(super) fn write(
             };
             let summary = squashfs::write_dir(target.path(), path, &options, &progress)
                 .map_err(image_error)?;
-            if summary.xattrs_dropped > 0 {
-                tracing::warn!(
-                    dropped = summary.xattrs_dropped,
-                    "extended attributes SquashFS cannot store were left out (POSIX ACLs)"
-                );
-            }
+            // The writer warns for each attribute it drops (POSIX ACLs).
             (summary.bytes_out, summary.sha256_hex())
         }
         ImageFormat::Erofs => {
