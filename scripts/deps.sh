@@ -29,6 +29,16 @@ packages=(
   # bookworm's real indexes (fetched once by a private `apt-get update`),
   # builder/tests/lock reads locked .debs back with dpkg-deb
   dpkg apt gpgv debian-archive-keyring lz4 xz-utils
+  # builder/tests/rootfs: mmdebstrap is the reference our install is
+  # compared with (and scripts/bench-build.sh races); faketime gives the
+  # reproducibility test's second build another wall clock
+  mmdebstrap faketime
+  # builder/tests/rootfs: getcap/getfattr check that file capabilities set
+  # by maintainer scripts survive into the images
+  libcap2-bin attr
+  # scripts/bench-build.sh: mksquashfs (mmdebstrap's squashfs counterpart)
+  # and dpkg-scanpackages (the local repository mmdebstrap reads)
+  squashfs-tools dpkg-dev
   # builder/tests/mirror, tests/mirror_*.rs: gpg makes a throwaway OpenPGP
   # key and signs test repositories (InRelease, Release.gpg) that the
   # mirror sync verifies with gpgv; apt-config is read by --from-host-apt

@@ -45,6 +45,12 @@ enum Command {
     /// one package of it, or check it against the spec and the repository.
     Lock(cmd::lock::LockArgs),
 
+    /// Build an image from its spec and lock: install the locked packages,
+    /// configure them in a sandbox, normalise, write the images to
+    /// OUT/NAME/VERSION/ (reusing the stage cache when nothing changed).
+    #[command(long_about = cmd::build::ABOUT)]
+    Build(cmd::build::BuildArgs),
+
     /// Re-check a built image offline: the manifest's signature through the
     /// trust file, every artifact's digest, the SBOM, the signed provenance,
     /// the UKI's Authenticode digest and PCR 11, the NVIDIA chain report.
@@ -78,6 +84,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Sign(args) => cmd::sign::sign(args),
         Command::VerifySig(args) => cmd::sign::verify_sig(args),
         Command::Lock(args) => cmd::lock::run(args),
+        Command::Build(args) => cmd::build::run(args),
         Command::Verify(args) => cmd::verify::run(args),
     }
 }

@@ -8,6 +8,8 @@
 //! the map.
 
 pub mod boot;
+pub mod pipeline;
+pub mod publish;
 pub mod release;
 pub mod rootfs;
 pub mod source;

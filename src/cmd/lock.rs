@@ -5,13 +5,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use ironrack_builder::source::Catalog;
-use ironrack_builder::source::lock::{self, Lock, LockedFiles, RepoDir};
-use ironrack_builder::source::mirror::Snapshot;
+use ironrack_builder::source::lock::{self, Lock};
 use ironrack_builder::spec::{ImageSpec, PackageSet};
 
 use super::mirror::SnapshotKeyArgs;
 use super::outln;
+use super::source::Source;
 
 /// Arguments of `ironrack lock`.
 #[derive(Debug, Args)]
@@ -54,7 +53,13 @@ pub fn run(args: LockArgs) -> anyhow::Result<()> {
         std::fs::read(&args.spec).with_context(|| format!("reading {}", args.spec.display()))?;
     let spec = ImageSpec::parse_bytes(&spec_bytes, &args.spec)?;
     let lock_path = lock_path(&args.spec);
-    let source = open_snapshot(&spec, &args.spec, &args)?;
+    let source = Source::open(
+        &spec,
+        &args.spec,
+        args.repo.as_deref(),
+        args.mirror.as_deref(),
+        &args.key,
+    )?;
     let repo = source.files();
     if args.check {
         let lock = Lock::load(&lock_path)?;
@@ -108,62 +113,4 @@ pub fn run(args: LockArgs) -> anyhow::Result<()> {
 /// `images/NAME.toml` → `images/NAME.lock`.
 fn lock_path(spec: &Path) -> PathBuf {
     spec.with_extension("lock")
-}
-
-/// The packages to lock from: `--repo DIR` (a plain repository tree,
-/// unsigned), else the spec's mirror snapshot, its signature verified.
-fn open_snapshot(spec: &ImageSpec, spec_path: &Path, args: &LockArgs) -> anyhow::Result<Source> {
-    if let Some(dir) = &args.repo {
-        return Ok(Source::Repo(Box::new(RepoDir::open(dir, &spec.suite)?)));
-    }
-    let root = args
-        .mirror
-        .clone()
-        .unwrap_or_else(|| spec.mirror_root(spec_path));
-    let mirror = super::mirror::open(&root)?;
-    let verifier = args.key.verifier(&mirror)?;
-    let snapshot = mirror
-        .snapshot(&spec.mirror.snapshot, &verifier)
-        .with_context(|| {
-            format!(
-                "opening snapshot {} of mirror {}",
-                spec.mirror.snapshot,
-                mirror.name()
-            )
-        })?;
-    if snapshot.suite() != spec.suite {
-        bail!(
-            "{}: suite {} but snapshot {} carries suite {}",
-            spec_path.display(),
-            spec.suite,
-            snapshot.id(),
-            snapshot.suite()
-        );
-    }
-    Ok(Source::Snapshot(Box::new(snapshot)))
-}
-
-/// Where the packages come from.
-enum Source {
-    Repo(Box<RepoDir>),
-    Snapshot(Box<Snapshot>),
-}
-
-impl Source {
-    fn files(&self) -> &dyn LockedFiles {
-        match self {
-            Source::Repo(r) => r.as_ref(),
-            Source::Snapshot(s) => s.as_ref(),
-        }
-    }
-
-    fn catalog(&self, arch: &str) -> anyhow::Result<std::borrow::Cow<'_, Catalog>> {
-        Ok(match self {
-            Source::Repo(r) => std::borrow::Cow::Owned(
-                r.catalog(arch)
-                    .with_context(|| format!("reading repository {}", r.root().display()))?,
-            ),
-            Source::Snapshot(s) => std::borrow::Cow::Borrowed(s.catalog()),
-        })
-    }
 }
