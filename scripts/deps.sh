@@ -33,12 +33,13 @@ packages=(
   # compared with (and scripts/bench-build.sh races); faketime gives the
   # reproducibility test's second build another wall clock
   mmdebstrap faketime
-  # builder/tests/rootfs: getcap/getfattr check that file capabilities set
-  # by maintainer scripts survive into the images
-  libcap2-bin attr
-  # scripts/bench-build.sh: mksquashfs (mmdebstrap's squashfs counterpart)
-  # and dpkg-scanpackages (the local repository mmdebstrap reads)
-  squashfs-tools dpkg-dev
+  # builder/tests/rootfs and builder/tests/squashfs: getcap/getfattr (and
+  # setcap/setfattr) check that file capabilities and extended attributes
+  # survive into the images; unsquashfs (-d, -lln, -stat) reads our images,
+  # mksquashfs writes the reference image and is mmdebstrap's counterpart in
+  # scripts/bench-build.sh, with dpkg-scanpackages (the local repository
+  # mmdebstrap reads)
+  libcap2-bin attr squashfs-tools dpkg-dev
   # builder/tests/mirror, tests/mirror_*.rs: gpg makes a throwaway OpenPGP
   # key and signs test repositories (InRelease, Release.gpg) that the
   # mirror sync verifies with gpgv; apt-config is read by --from-host-apt
@@ -46,10 +47,6 @@ packages=(
   # pxe/tests/tftp: real TFTP clients (curl tftp:// with --tftp-blksize,
   # atftp with blksize/tsize/windowsize options, tftp-hpa plain and netascii)
   curl atftp tftp-hpa
-  # builder/tests/squashfs: unsquashfs (-d, -lln, -stat) reads our images and
-  # mksquashfs writes the reference image; setfattr/getfattr and
-  # setcap/getcap set and compare extended attributes and file capabilities
-  squashfs-tools attr libcap2-bin
   # builder/tests/erofs: fsck.erofs (--extract) and dump.erofs read our EROFS
   # images; scripts/bench-fsimage.sh times mkfs.erofs beside our writer
   erofs-utils
