@@ -7,7 +7,8 @@
 # artifact set and verifies it through the trust chain, with minisign as an
 # independent verifier; then it syncs a local mirror with the closure of
 # images/gpu-node.toml from the host's apt (snapshots signed by a key the
-# trust root scopes to `mirror:site`) and locks the spec against it. Each later stage (mirror, build, lab boot) is added
+# trust root scopes to `mirror:site`), locks the spec against it and builds
+# the image (out/demo/out/gpu-node/1). Each later stage (mirror, build, lab boot) is added
 # here when it lands. Re-running reuses the keys it made.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -74,5 +75,8 @@ pins=(--pin keys/root-a.pub --pin keys/root-b.pub)
 step "lock: resolve the image and build package sets against the verified snapshot"
 "$ironrack" lock images/gpu-node.toml --trust trust.json "${pins[@]}"
 "$ironrack" lock images/gpu-node.toml --check --trust trust.json "${pins[@]}"
+
+step "build: the image from the lock, in a sandbox, bit-for-bit reproducible"
+"$ironrack" build images/gpu-node.toml --trust trust.json "${pins[@]}"
 
 printf '\nDemo done. Files are in %s\n' "$work"
