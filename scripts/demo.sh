@@ -8,7 +8,7 @@
 # independent verifier; then it syncs a local mirror with the closure of
 # images/gpu-node.toml from the host's apt (snapshots signed by a key the
 # trust root scopes to `mirror:site`), locks the spec against it and builds
-# the image (out/demo/out/gpu-node/1). Each later stage (mirror, build, lab boot) is added
+# the image (out/demo/out/gpu-node/1). Each later stage (boot artifacts, lab boot) is added
 # here when it lands. Re-running reuses the keys it made.
 set -euo pipefail
 cd "$(dirname "$0")/.."
