@@ -29,6 +29,10 @@ packages=(
   # pxe/tests/tftp: real TFTP clients (curl tftp:// with --tftp-blksize,
   # atftp with blksize/tsize/windowsize options, tftp-hpa plain and netascii)
   curl atftp tftp-hpa
+  # tests/serve_boot.rs: the test initramfs is made with the real cpio
+  # (newc) around busybox-static; the kernel and the ipxe package are
+  # fetched with apt-get download and unpacked with dpkg-deb
+  cpio
 )
 
 missing=()

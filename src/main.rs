@@ -35,6 +35,14 @@ enum Command {
 
     /// Verify a minisign signature (Ed or ED) and print its trusted comment.
     VerifySig(cmd::sign::VerifySigArgs),
+
+    /// Serve a site: DHCP, TFTP and HTTP boot of signed images, with every
+    /// boot recorded (see `ironrack serve --help` for an example site file).
+    Serve(cmd::serve::ServeArgs),
+
+    /// The inventory: nodes, their state and boot timelines.
+    #[command(subcommand)]
+    Nodes(cmd::nodes::NodesCommand),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +70,8 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Keys(command) => cmd::keys::run(command),
         Command::Sign(args) => cmd::sign::sign(args),
         Command::VerifySig(args) => cmd::sign::verify_sig(args),
+        Command::Serve(args) => cmd::serve::run(args),
+        Command::Nodes(command) => cmd::nodes::run(command),
     }
 }
 
