@@ -3,7 +3,7 @@
 use crate::support::*;
 
 fn lab_with(size: usize, memory_budget: u64) -> (Lab, Vec<u8>, String) {
-    let (dir, world) = Lab::new();
+    let (dir, world) = Lab::setup();
     let bytes = content(size, 7);
     let src = Lab::file(dir.path(), "rootfs.squashfs", &bytes);
     let kernel = Lab::file(dir.path(), "vmlinuz", b"kernel");

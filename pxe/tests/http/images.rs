@@ -4,7 +4,7 @@ use crate::support::*;
 
 #[test]
 fn bad_signature_and_bad_digest_keep_images_out_with_their_reason() {
-    let (dir, world) = Lab::new();
+    let (dir, world) = Lab::setup();
     let out = dir.path().join("out");
     let k = Lab::file(dir.path(), "vmlinuz", b"kernel bytes");
     let i = Lab::file(dir.path(), "initrd.img", b"initrd bytes");
@@ -89,7 +89,7 @@ fn bad_signature_and_bad_digest_keep_images_out_with_their_reason() {
 
 #[test]
 fn a_kernel_command_line_ipxe_would_interpret_is_refused() {
-    let (dir, world) = Lab::new();
+    let (dir, world) = Lab::setup();
     let k = Lab::file(dir.path(), "vmlinuz", b"k");
     let i = Lab::file(dir.path(), "initrd.img", b"i");
     world
@@ -112,7 +112,7 @@ fn a_kernel_command_line_ipxe_would_interpret_is_refused() {
 
 #[test]
 fn a_reload_reuses_unchanged_artifacts_and_sees_changed_ones() {
-    let (dir, world) = Lab::new();
+    let (dir, world) = Lab::setup();
     let k = Lab::file(dir.path(), "vmlinuz", &content(5000, 1));
     let i = Lab::file(dir.path(), "initrd.img", &content(6000, 2));
     let image = world

@@ -6,7 +6,7 @@ use ironrack_pxe::store::InventoryStore;
 use crate::support::*;
 
 fn two_versions() -> Lab {
-    let (dir, world) = Lab::new();
+    let (dir, world) = Lab::setup();
     let out = dir.path().join("out");
     let k = Lab::file(dir.path(), "vmlinuz", b"kernel");
     let i = Lab::file(dir.path(), "initrd.img", b"initrd");

@@ -77,7 +77,7 @@ pub fn load_images(dir: &Path, memory_budget: u64, previous: Option<&ImageStore>
 
 impl Lab {
     /// Signing keys and an empty image tree; call `start` after adding images.
-    pub fn new() -> (tempfile::TempDir, SigningWorld) {
+    pub fn setup() -> (tempfile::TempDir, SigningWorld) {
         let dir = tempfile::tempdir().unwrap();
         let world = SigningWorld::new(dir.path()).unwrap();
         (dir, world)
