@@ -30,6 +30,11 @@ enum Command {
     #[command(subcommand)]
     Keys(cmd::keys::KeysCommand),
 
+    /// The site's local Debian-format mirror: signed, immutable snapshots
+    /// that builds read (init, import, sync, list, verify).
+    #[command(subcommand)]
+    Mirror(cmd::mirror::MirrorCommand),
+
     /// Sign a file: writes FILE.minisig, which minisign and signify verify.
     Sign(cmd::sign::SignArgs),
 
@@ -43,6 +48,10 @@ enum Command {
     /// The inventory: nodes, their state and boot timelines.
     #[command(subcommand)]
     Nodes(cmd::nodes::NodesCommand),
+
+    /// Resolve an image spec into its lock file (images/NAME.lock), update
+    /// one package of it, or check it against the spec and the repository.
+    Lock(cmd::lock::LockArgs),
 }
 
 fn main() -> ExitCode {
@@ -68,10 +77,12 @@ fn main() -> ExitCode {
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Keys(command) => cmd::keys::run(command),
+        Command::Mirror(command) => cmd::mirror::run(command),
         Command::Sign(args) => cmd::sign::sign(args),
         Command::VerifySig(args) => cmd::sign::verify_sig(args),
         Command::Serve(args) => cmd::serve::run(args),
         Command::Nodes(command) => cmd::nodes::run(command),
+        Command::Lock(args) => cmd::lock::run(args),
     }
 }
 
