@@ -100,33 +100,20 @@ impl IpxeBinaries {
             });
         }
         let version = deb.control().get("Version").unwrap_or_default().to_owned();
-        let mut data = deb.data().map_err(deb_err)?;
+        let (regular, links) = candidates(path, deb)?;
         let mut files = BTreeMap::new();
-        for entry in data.entries().map_err(deb_err)? {
-            let mut entry = entry.map_err(deb_err)?;
-            let Some(name) = served_name(&entry.header.path) else {
+        for (at, bytes) in follow_links(regular, links) {
+            let Some(name) = served_name(&at) else {
                 continue;
             };
-            if entry.header.kind != EntryKind::File {
-                continue;
-            }
-            let bad = |why: String| IpxeError::Binary {
+            let binary = binary(name.clone(), bytes).map_err(|why| IpxeError::Binary {
                 path: path.to_owned(),
                 name: name.clone(),
                 why,
-            };
-            if entry.header.size > MAX_BINARY {
-                return Err(bad(format!("{} bytes is too large", entry.header.size)));
-            }
-            let mut bytes = Vec::with_capacity(entry.header.size as usize);
-            entry
-                .read_to_end(&mut bytes)
-                .map_err(|e| bad(e.to_string()))?;
-            let binary = binary(name.clone(), bytes).map_err(bad)?;
+            })?;
             tracing::info!(file = %binary.name, sha256 = %binary.sha256, authenticode = ?binary.authenticode_sha256, "iPXE binary loaded");
             files.insert(name, Arc::new(binary));
         }
-        data.finish().map_err(deb_err)?;
         if files.is_empty() {
             return Err(IpxeError::Empty {
                 path: path.to_owned(),
@@ -145,11 +132,125 @@ impl IpxeBinaries {
     }
 }
 
-/// `usr/lib/ipxe/<name>` for a served suffix → `<name>` (no subdirectories).
-fn served_name(path: &Path) -> Option<String> {
+/// Regular files with a served suffix, by package path.
+type Regular = BTreeMap<String, Vec<u8>>;
+/// Links under the iPXE directory: (package path, resolved target).
+type Links = Vec<(String, String)>;
+
+/// Walks the data tar once. Debian ships some binaries as links
+/// (`usr/lib/ipxe/ipxe.efi -> /boot/ipxe.efi`), and a tar stream can name
+/// a link before its target: keep every regular file with a served suffix
+/// (the package is small) and resolve the links afterwards.
+fn candidates(
+    path: &Path,
+    deb: DebFile<std::io::BufReader<std::fs::File>>,
+) -> Result<(Regular, Links), IpxeError> {
+    let deb_err = |source| IpxeError::Deb {
+        path: path.to_owned(),
+        source: Box::new(source),
+    };
+    let bad = |name: &str, why: String| IpxeError::Binary {
+        path: path.to_owned(),
+        name: name.to_owned(),
+        why,
+    };
+    let mut data = deb.data().map_err(deb_err)?;
+    let mut regular = Regular::new();
+    let mut links = Links::new();
+    for entry in data.entries().map_err(deb_err)? {
+        let mut entry = entry.map_err(deb_err)?;
+        let Some(at) = package_path(&entry.header.path) else {
+            continue;
+        };
+        if !SERVED_SUFFIXES.iter().any(|s| at.ends_with(s)) {
+            continue;
+        }
+        let kind = entry.header.kind;
+        if kind == EntryKind::File {
+            if entry.header.size > MAX_BINARY {
+                return Err(bad(
+                    &at,
+                    format!("{} bytes is too large", entry.header.size),
+                ));
+            }
+            let mut bytes = Vec::with_capacity(entry.header.size as usize);
+            entry
+                .read_to_end(&mut bytes)
+                .map_err(|e| bad(&at, e.to_string()))?;
+            regular.insert(at, bytes);
+        } else if matches!(kind, EntryKind::Symlink | EntryKind::HardLink)
+            && served_name(&at).is_some()
+        {
+            let target = entry.header.link.as_deref().and_then(Path::to_str);
+            let resolved = target.and_then(|t| match kind {
+                EntryKind::Symlink => resolve_symlink(&at, t),
+                _ => package_path(Path::new(t)),
+            });
+            match resolved {
+                Some(target) => links.push((at, target)),
+                None => {
+                    tracing::warn!(entry = %at, target = ?target, "iPXE package link unusable; not served")
+                }
+            }
+        }
+    }
+    data.finish().map_err(deb_err)?;
+    Ok((regular, links))
+}
+
+/// The regular files, then each link with its target's bytes (one hop:
+/// a link to a link, or to nothing in the package, is not served).
+fn follow_links(regular: Regular, links: Links) -> Vec<(String, Vec<u8>)> {
+    let mut linked = Vec::new();
+    for (at, target) in links {
+        match regular.get(&target) {
+            Some(bytes) => linked.push((at, bytes.clone())),
+            None => {
+                tracing::warn!(entry = %at, target = %target, "iPXE package link points at no binary in the package; not served")
+            }
+        }
+    }
+    regular.into_iter().chain(linked).collect()
+}
+
+/// A path as stored in the data tar (`./usr/lib/ipxe/x.efi`) → its path
+/// in the package without the leading `./` or `/`; `None` for paths that
+/// are not UTF-8 or hold `..` or `.` components.
+fn package_path(path: &Path) -> Option<String> {
     let text = path.to_str()?;
-    let text = text.strip_prefix("./").unwrap_or(text);
-    let name = text.strip_prefix(IPXE_DIR)?;
+    let text = text.trim_start_matches("./").trim_start_matches('/');
+    let clean = !text.is_empty()
+        && text
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..");
+    clean.then(|| text.to_owned())
+}
+
+/// The target of the symlink at package path `at`, as a package path:
+/// absolute targets are taken from the package root, relative ones from
+/// the link's directory; `..` never climbs above the root (as an
+/// in-root resolution does).
+fn resolve_symlink(at: &str, target: &str) -> Option<String> {
+    let mut parts: Vec<&str> = if target.starts_with('/') {
+        Vec::new()
+    } else {
+        at.split('/').collect::<Vec<_>>()[..at.matches('/').count()].to_vec()
+    };
+    for component in target.split('/') {
+        match component {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join("/"))
+}
+
+/// `usr/lib/ipxe/<name>` for a served suffix → `<name>` (no subdirectories).
+fn served_name(at: &str) -> Option<String> {
+    let name = at.strip_prefix(IPXE_DIR)?;
     let served = !name.contains('/') && SERVED_SUFFIXES.iter().any(|s| name.ends_with(s));
     served.then(|| name.to_owned())
 }
@@ -177,7 +278,7 @@ mod tests {
 
     #[test]
     fn only_first_stage_binaries_at_the_top_of_the_ipxe_dir() {
-        let name = |p: &str| served_name(Path::new(p));
+        let name = |p: &str| package_path(Path::new(p)).and_then(|at| served_name(&at));
         assert_eq!(
             name("./usr/lib/ipxe/snponly.efi").as_deref(),
             Some("snponly.efi")
@@ -189,5 +290,30 @@ mod tests {
         assert_eq!(name("./usr/lib/ipxe/qemu/efi-virtio.rom"), None);
         assert_eq!(name("./usr/lib/ipxe/ipxe.iso"), None);
         assert_eq!(name("./usr/share/doc/ipxe/x.efi"), None);
+        assert_eq!(name("./usr/lib/ipxe/../ipxe/x.efi"), None);
+        assert_eq!(name("./boot/ipxe.efi"), None);
+    }
+
+    #[test]
+    fn symlinks_resolve_inside_the_package() {
+        let at = "usr/lib/ipxe/ipxe.efi";
+        assert_eq!(
+            resolve_symlink(at, "/boot/ipxe.efi").as_deref(),
+            Some("boot/ipxe.efi")
+        );
+        assert_eq!(
+            resolve_symlink(at, "../../../boot/ipxe.efi").as_deref(),
+            Some("boot/ipxe.efi")
+        );
+        assert_eq!(
+            resolve_symlink(at, "snponly.efi").as_deref(),
+            Some("usr/lib/ipxe/snponly.efi")
+        );
+        // Climbing past the root stays in the package.
+        assert_eq!(
+            resolve_symlink(at, "../../../../../../boot/ipxe.efi").as_deref(),
+            Some("boot/ipxe.efi")
+        );
+        assert_eq!(resolve_symlink(at, "/"), None);
     }
 }
