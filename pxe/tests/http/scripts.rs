@@ -90,6 +90,44 @@ fn known_node_gets_the_newest_image_with_both_boot_paths() {
     );
 }
 
+/// The node's event kinds once `want` is among them: the artifact event is
+/// recorded when hyper drops the finished body, which can be a moment
+/// after curl has read the last byte. Bounded; nothing is timed.
+fn kinds_once(lab: &Lab, mac: &str, want: &str) -> Vec<String> {
+    for _ in 0..200 {
+        let seen = kinds(lab, mac);
+        if seen.iter().any(|k| k == want) {
+            return seen;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    kinds(lab, mac)
+}
+
+#[test]
+fn artifacts_fetched_after_the_script_are_in_the_nodes_timeline() {
+    let lab = two_versions();
+    script(&lab, GOOD_MAC, 0);
+    // A HEAD and a partial range are not a fetch of the kernel.
+    assert_eq!(status(&["-I", &lab.url("/images/gpu-node/2/vmlinuz")]), 200);
+    let (code, _, err) = curl(&[
+        "--fail",
+        "-r",
+        "0-1",
+        &lab.url("/images/gpu-node/2/vmlinuz"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    for file in ["vmlinuz", "initrd.img"] {
+        let (code, body, err) = curl(&["--fail", &lab.url(&format!("/images/gpu-node/2/{file}"))]);
+        assert_eq!(code, 0, "{err}");
+        assert!(!body.is_empty());
+    }
+    assert_eq!(
+        kinds_once(&lab, GOOD_MAC, "initrd"),
+        ["script", "kernel", "initrd"]
+    );
+}
+
 #[test]
 fn unknown_nodes_are_pending_under_enroll_and_bad_macs_are_refused() {
     let lab = two_versions();

@@ -19,7 +19,9 @@ use crate::images::{ArtifactError, VerifiedArtifact};
 /// slices (measured with scripts/bench-http.sh).
 const CHUNK: usize = 1 << 20;
 
-/// Called once when a body has been handed over entirely.
+/// Called once, when a body whose every byte was handed to hyper is
+/// dropped: hyper stops polling a body once `is_end_stream` says it is
+/// done, so the end of the stream is never seen from `poll_frame`.
 pub type OnComplete = Box<dyn FnOnce() + Send + Sync>;
 
 /// A response body.
@@ -60,6 +62,7 @@ pub struct ArtifactBody {
     ahead: Option<JoinHandle<Result<Bytes, ArtifactError>>>,
     metrics: Arc<Metrics>,
     on_complete: Option<OnComplete>,
+    failed: bool,
 }
 
 impl std::fmt::Debug for ArtifactBody {
@@ -91,6 +94,7 @@ impl ArtifactBody {
             ahead: None,
             metrics,
             on_complete,
+            failed: false,
         }
     }
 
@@ -99,19 +103,17 @@ impl ArtifactBody {
         let len = (self.end - pos).min(CHUNK as u64) as usize;
         tokio::task::spawn_blocking(move || artifact.read_at(pos, len))
     }
-
-    fn finish(&mut self) {
-        if let Some(done) = self.on_complete.take() {
-            done();
-        }
-    }
 }
 
 impl Drop for ArtifactBody {
     fn drop(&mut self) {
         self.metrics.active(-1);
-        if self.pos < self.end {
+        if self.pos < self.end || self.failed {
             self.metrics.aborted();
+        } else if !self.failed
+            && let Some(done) = self.on_complete.take()
+        {
+            done();
         }
         if let Some(handle) = self.ahead.take() {
             handle.abort();
@@ -159,7 +161,6 @@ impl ArtifactBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         if self.pos >= self.end {
-            self.finish();
             return Poll::Ready(None);
         }
         let chunk = if self.artifact.in_memory() {
@@ -201,6 +202,7 @@ impl ArtifactBody {
                 }
                 tracing::error!(artifact = %self.artifact.path.display(), error = %e, "artifact read failed; response aborted");
                 self.end = self.pos;
+                self.failed = true;
                 Poll::Ready(Some(Err(std::io::Error::other(e.to_string()))))
             }
         }
