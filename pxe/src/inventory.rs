@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::net::dhcp::{DhcpEvent, DhcpEventKind, DhcpEvents};
-use crate::net::tftp::{TransferEvent, TransferEvents};
+use crate::net::tftp::{FailReason, TransferEvent, TransferEvents};
 use crate::site::{MacAddr, Site};
 use crate::store::{NodeEvent, Store};
 
@@ -243,6 +243,17 @@ impl DhcpEvents for Inventory {
     }
 }
 
+/// A client that ends a transfer with an ERROR before taking a single
+/// byte is sizing the file: PXE firmware (EDK2, iPXE's UNDI loader) asks
+/// with `tsize`, reads the OACK and aborts, then asks again for the file.
+/// That is a probe, not a failed boot.
+fn failed_kind(bytes: u64, reason: &FailReason) -> &'static str {
+    match reason {
+        FailReason::ClientError { .. } if bytes == 0 => "tftp-probe",
+        _ => "tftp-failed",
+    }
+}
+
 impl TransferEvents for Inventory {
     fn event(&self, event: TransferEvent) {
         let (client, kind, detail) = match &event {
@@ -271,8 +282,13 @@ impl TransferEvents for Inventory {
                 client,
                 file,
                 reason,
+                bytes,
                 ..
-            } => (*client, "tftp-failed", format!("{file}: {reason}")),
+            } => (
+                *client,
+                failed_kind(*bytes, reason),
+                format!("{file}: {reason}"),
+            ),
             TransferEvent::Refused {
                 client,
                 file,
@@ -286,5 +302,25 @@ impl TransferEvents for Inventory {
         if let Some(mac) = self.mac_at(client.ip()) {
             self.record(mac, kind, None, Some(detail));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::tftp::packet::ErrorCode;
+
+    #[test]
+    fn a_size_probe_is_not_a_failed_transfer() {
+        let aborted = FailReason::ClientError {
+            code: ErrorCode::OPTION_REFUSED,
+            message: "User aborted the transfer".into(),
+        };
+        assert_eq!(failed_kind(0, &aborted), "tftp-probe");
+        assert_eq!(failed_kind(1468, &aborted), "tftp-failed");
+        assert_eq!(
+            failed_kind(0, &FailReason::Timeout { retries: 5 }),
+            "tftp-failed"
+        );
     }
 }

@@ -6,8 +6,9 @@
 //! The kernel and the iPXE package are fetched with `apt-get download`
 //! into a cache directory and unpacked with `dpkg-deb -x`, once.
 //! The initramfs is made with the real `cpio` and `gzip`, around
-//! busybox-static: its `/init` prints a marker line and powers off. It is
-//! a test harness, not a product.
+//! busybox-static: its `/init` prints a marker line and powers off. A
+//! test UKI is assembled with objcopy around the real systemd-stub, as the
+//! builder's PE tests do. It is a test harness, not a product.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,6 +22,8 @@ use ironrack_keys::{
 pub const KERNEL_PACKAGE: &str = "linux-image-6.1.0-50-cloud-amd64";
 /// The iPXE package version of Debian 12.
 pub const IPXE_PACKAGE: &str = "ipxe";
+/// The package with systemd-stub (the UKI stub; 252 in Debian 12).
+pub const STUB_PACKAGE: &str = "systemd-boot-efi";
 /// The line the test initramfs prints when it runs.
 pub const INIT_MARKER: &str = "IRONRACK-TEST-INIT-REACHED";
 
@@ -182,5 +185,56 @@ pub fn initramfs(work: &Path) -> Result<PathBuf> {
         out.display()
     );
     run(Command::new("sh").args(["-c", &script]))?;
+    Ok(out)
+}
+
+/// Debian's systemd-stub (`linuxx64.efi.stub`), unpacked once into `cache`.
+pub fn stub(cache: &Path) -> Result<PathBuf> {
+    let root = cache.join("stub-root");
+    let stub = root.join("usr/lib/systemd/boot/efi/linuxx64.efi.stub");
+    if stub.is_file() {
+        return Ok(stub);
+    }
+    let deb = download(cache, STUB_PACKAGE)?;
+    let tmp = cache.join("stub-root.tmp");
+    let _ = std::fs::remove_dir_all(&tmp);
+    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tmp))?;
+    std::fs::rename(&tmp, &root).map_err(|e| e.to_string())?;
+    stub.is_file()
+        .then(|| stub.clone())
+        .ok_or_else(|| format!("{} holds no {}", deb.display(), stub.display()))
+}
+
+/// A UKI (`node.efi` in `work`): the stub with `.osrel`, `.cmdline`,
+/// `.linux` and `.initrd` added by objcopy at the addresses systemd's
+/// documentation uses. The kernel must stay under 16 MiB (the .initrd
+/// address follows 16 MiB after .linux); Debian's cloud kernel is ~8 MiB.
+pub fn uki(
+    stub: &Path,
+    kernel: &Path,
+    initrd: &Path,
+    cmdline: &str,
+    work: &Path,
+) -> Result<PathBuf> {
+    let dir = work.join("uki-sections");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let osrel = dir.join("osrel");
+    let cmd_file = dir.join("cmdline");
+    std::fs::write(&osrel, "ID=ironrack-test\nVERSION_ID=1\n").map_err(|e| e.to_string())?;
+    std::fs::write(&cmd_file, cmdline).map_err(|e| e.to_string())?;
+    let out = work.join("node.efi");
+    let mut cmd = Command::new("objcopy");
+    for (section, file, vma) in [
+        (".osrel", osrel.as_path(), "0x20000"),
+        (".cmdline", cmd_file.as_path(), "0x30000"),
+        (".linux", kernel, "0x2000000"),
+        (".initrd", initrd, "0x3000000"),
+    ] {
+        cmd.arg("--add-section")
+            .arg(format!("{section}={}", file.display()))
+            .arg("--change-section-vma")
+            .arg(format!("{section}={vma}"));
+    }
+    run(cmd.arg(stub).arg(&out))?;
     Ok(out)
 }

@@ -84,7 +84,7 @@ pub fn node_state_after(kind: &str) -> Option<&'static str> {
     Some(match kind {
         "dhcp-discover" | "dhcp-offer" | "dhcp-request" | "dhcp-ack" | "dhcp-proxy-offer"
         | "dhcp-proxy-ack" => "dhcp",
-        "tftp-start" | "tftp-end" | "ipxe-http" => "firmware",
+        "tftp-start" | "tftp-probe" | "tftp-end" | "ipxe-http" => "firmware",
         "script" => "ipxe",
         "kernel" | "initrd" | "uki" => "booting",
         "rootfs" => "image",
