@@ -37,8 +37,9 @@ packages=(
   # atftp with blksize/tsize/windowsize options, tftp-hpa plain and netascii)
   curl atftp tftp-hpa
   # tests/serve_boot.rs: the test initramfs is made with the real cpio
-  # (newc) around busybox-static; the kernel and the ipxe package are
-  # fetched with apt-get download and unpacked with dpkg-deb
+  # (newc) around busybox-static, the test UKI with objcopy (binutils)
+  # around systemd-stub; the kernel, systemd-boot-efi and ipxe packages
+  # are fetched with apt-get download and unpacked with dpkg-deb
   cpio
   # builder/tests/squashfs: unsquashfs (-d, -lln, -stat) reads our images and
   # mksquashfs writes the reference image; setfattr/getfattr and
