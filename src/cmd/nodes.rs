@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use ironrack_pxe::site::{MacAddr, Site};
-use ironrack_pxe::store::{ImageStatus, InventoryStore, NodeRecord, SqliteStore};
+use ironrack_pxe::store::{
+    Approval, ImageStatus, InventoryStore, NodeEvent, NodeRecord, SqliteStore,
+};
 
 use super::outln;
 
@@ -20,6 +22,21 @@ pub enum NodesCommand {
     Show {
         /// Host name or MAC.
         node: String,
+        #[command(flatten)]
+        at: Where,
+    },
+    /// Approve a node. Under `unknown-nodes = "enroll"` a MAC no rack lists
+    /// waits as `pending` until approved with `--image`; it then boots that
+    /// image on its next poll (the server need not restart). The approval
+    /// is recorded in the timeline. Writes the state database, which the
+    /// running server shares.
+    Approve {
+        /// Host name or MAC.
+        node: String,
+        /// The image an unlisted node boots (a node listed in site.toml
+        /// boots its `image` from there).
+        #[arg(long, value_name = "NAME")]
+        image: Option<String>,
         #[command(flatten)]
         at: Where,
     },
@@ -45,6 +62,12 @@ struct Opened {
 }
 
 fn open(at: &Where) -> anyhow::Result<Opened> {
+    open_as(at, false)
+}
+
+/// Opens the site (when given) and the state database; `write` opens it
+/// read-write (and creates it, as the server would), otherwise read-only.
+fn open_as(at: &Where, write: bool) -> anyhow::Result<Opened> {
     let site = match &at.site {
         Some(path) => Some(Site::load(path).context("loading the site file")?),
         None => None,
@@ -54,6 +77,11 @@ fn open(at: &Where) -> anyhow::Result<Opened> {
         (None, Some(site)) => site.resolve(&site.config.server.database),
         (None, None) => anyhow::bail!("give --site or --db"),
     };
+    if write {
+        let store = SqliteStore::open(&db)
+            .with_context(|| format!("opening the state database {}", db.display()))?;
+        return Ok(Opened { site, store });
+    }
     if !db.exists() {
         anyhow::bail!(
             "state database {} does not exist (has `ironrack serve` run?)",
@@ -69,6 +97,7 @@ pub fn run(command: NodesCommand) -> anyhow::Result<()> {
     match command {
         NodesCommand::List(at) => list(&at),
         NodesCommand::Show { node, at } => show(&node, &at),
+        NodesCommand::Approve { node, image, at } => approve(&node, image, &at),
     }
 }
 
@@ -238,4 +267,35 @@ fn show(key: &str, at: &Where) -> anyhow::Result<()> {
         outln!("{}", e.timeline_line(first))?;
     }
     Ok(())
+}
+
+fn approve(key: &str, image: Option<String>, at: &Where) -> anyhow::Result<()> {
+    let opened = open_as(at, true)?;
+    let mac = resolve(&opened, key)?;
+    let listed = opened.site.as_ref().and_then(|s| s.node_by_mac(&mac));
+    if listed.is_none() && image.is_none() {
+        tracing::warn!(%mac, "approved without --image: the node is admitted but has nothing to boot until it gets one");
+    }
+    let at_ms = ironrack_pxe::inventory::now_ms();
+    let detail = match &image {
+        Some(image) => format!("approved by the operator to boot {image}"),
+        None => "approved by the operator".to_owned(),
+    };
+    let approval = Approval { mac, image, at_ms };
+    let event = NodeEvent {
+        at_ms,
+        mac,
+        node: listed.map(|n| n.name().to_owned()),
+        kind: "approved".into(),
+        image: None,
+        detail: Some(detail.clone()),
+    };
+    opened
+        .store
+        .approve(&approval, &event)
+        .with_context(|| format!("approving node {mac}"))?;
+    if at.json {
+        return outln!("{}", serde_json::to_string_pretty(&approval)?);
+    }
+    outln!("{mac}: {detail}")
 }

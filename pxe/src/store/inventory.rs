@@ -17,9 +17,9 @@ pub struct NodeEvent {
     pub mac: MacAddr,
     /// The node's name when the site knows it.
     pub node: Option<String>,
-    /// What happened: `dhcp-offer`, `dhcp-ack`, `tftp-start`, `tftp-end`,
-    /// `script`, `kernel`, `initrd`, `uki`, `rootfs`, `refused`, `pending`,
-    /// and from the agent side `agent`, `attested`, `running`, `failed`.
+    /// What happened: `dhcp-offer`, `dhcp-ack`, `tftp-start`, `tftp-probe`,
+    /// `tftp-end`, `script`, `kernel`, `initrd`, `uki`, `rootfs`, `refused`,
+    /// `pending`, `approved`, and from the agent side `agent`, `attested`, `running`, `failed`.
     pub kind: String,
     /// `name@version` of the image concerned, if any.
     pub image: Option<String>,
@@ -89,6 +89,7 @@ pub fn node_state_after(kind: &str) -> Option<&'static str> {
         "kernel" | "initrd" | "uki" => "booting",
         "rootfs" => "image",
         "pending" => "pending",
+        "approved" => "approved",
         "waiting" => "waiting",
         "refused" => "refused",
         "tftp-failed" | "failed" => "failed",
@@ -99,7 +100,21 @@ pub fn node_state_after(kind: &str) -> Option<&'static str> {
     })
 }
 
-/// Nodes, boot timelines, rollback records and image status.
+/// An operator's approval of a node (`ironrack nodes approve`). Under
+/// `unknown-nodes = "enroll"` it admits a MAC no rack lists, to boot
+/// `image`; the attestation service will also require it for a node whose
+/// endorsement key has no certificate from a trusted CA.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Approval {
+    /// The node's boot MAC.
+    pub mac: MacAddr,
+    /// The image it may boot when the site does not list it.
+    pub image: Option<String>,
+    /// When it was approved, ms since the epoch.
+    pub at_ms: u64,
+}
+
+/// Nodes, boot timelines, rollback records, approvals and image status.
 pub trait InventoryStore: Send + Sync {
     /// Appends events (one transaction, durable when it returns) and
     /// updates each node's record.
@@ -115,6 +130,11 @@ pub trait InventoryStore: Send + Sync {
     /// Records that `version` of `image` was served to the node (keeps the
     /// highest). Durable when it returns.
     fn record_served(&self, mac: &MacAddr, image: &str, version: u64) -> Result<(), StoreError>;
+    /// Records (or replaces) the node's approval and `event`, its timeline
+    /// entry, in one transaction.
+    fn approve(&self, approval: &Approval, event: &NodeEvent) -> Result<(), StoreError>;
+    /// The node's approval, if an operator gave one.
+    fn approval(&self, mac: &MacAddr) -> Result<Option<Approval>, StoreError>;
     /// Replaces the image status table with the result of a (re)load.
     fn replace_image_status(&self, images: &[ImageStatus]) -> Result<(), StoreError>;
     /// The image status table.

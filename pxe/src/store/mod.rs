@@ -17,7 +17,9 @@ mod sqlite;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
-pub use inventory::{ImageStatus, InventoryStore, NodeEvent, NodeRecord, node_state_after};
+pub use inventory::{
+    Approval, ImageStatus, InventoryStore, NodeEvent, NodeRecord, node_state_after,
+};
 pub use sqlite::SqliteStore;
 
 use crate::site::MacAddr;

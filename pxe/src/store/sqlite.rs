@@ -61,6 +61,12 @@ const MIGRATIONS: &[&str] = &[
         status      TEXT NOT NULL,
         reason      TEXT
     ) STRICT;",
+    // 3: operators' approvals (`ironrack nodes approve`).
+    "CREATE TABLE approvals (
+        mac         TEXT PRIMARY KEY NOT NULL,
+        image       TEXT,
+        approved_at INTEGER NOT NULL
+    ) STRICT;",
 ];
 
 /// SQLite-backed [`Store`].

@@ -1,7 +1,7 @@
 //! iPXE scripts per node and policy, recorded in the timeline; per-node
 //! rollback refused unless forced.
 
-use ironrack_pxe::store::InventoryStore;
+use ironrack_pxe::store::{Approval, InventoryStore, NodeEvent};
 
 use crate::support::*;
 
@@ -137,6 +137,48 @@ fn unknown_nodes_are_pending_under_enroll_and_bad_macs_are_refused() {
     assert_eq!(kinds(&lab, "52:54:00:99:99:99"), ["pending"]);
     assert_eq!(status(&[&lab.url("/boot/not-a-mac.ipxe")]), 400);
     assert_eq!(status(&[&lab.url("/boot/52-54-00-99-99-99")]), 400);
+}
+
+#[test]
+fn an_approved_unknown_node_boots_the_image_it_was_approved_for() {
+    let lab = two_versions();
+    let mac: ironrack_pxe::site::MacAddr = "52:54:00:99:99:98".parse().unwrap();
+    let approve = |image: Option<&str>| {
+        let approval = Approval {
+            mac,
+            image: image.map(str::to_owned),
+            at_ms: 1,
+        };
+        let event = NodeEvent {
+            at_ms: 1,
+            mac,
+            node: None,
+            kind: "approved".into(),
+            image: None,
+            detail: None,
+        };
+        lab.store.approve(&approval, &event).unwrap();
+    };
+    approve(None);
+    let s = script(&lab, "52:54:00:99:99:98", 0);
+    assert!(
+        s.contains("approved but has no image") && !s.contains("kernel http"),
+        "{s}"
+    );
+    approve(Some("gpu-node"));
+    let s = script(&lab, "52:54:00:99:99:98", 0);
+    assert!(s.contains("images/gpu-node/2/vmlinuz"), "{s}");
+    approve(Some("no-such-image"));
+    let s = script(&lab, "52:54:00:99:99:98", 0);
+    assert!(s.contains("no verified image no-such-image"), "{s}");
+    assert_eq!(
+        kinds(&lab, "52:54:00:99:99:98"),
+        [
+            "approved", "waiting", "approved", "script", "approved", "refused"
+        ]
+    );
+    let node = lab.store.node(&mac).unwrap().unwrap();
+    assert_eq!(node.state, "refused");
 }
 
 #[test]

@@ -151,85 +151,159 @@ enum Decision {
     Ignore,
 }
 
+/// What a node is to boot: from its `[[rack.node]]` entry, or from an
+/// operator's approval of an unknown node.
+struct Assignment {
+    /// How messages name the node.
+    who: String,
+    image: String,
+    pinned: Option<u64>,
+    force: bool,
+}
+
+/// Runs a store query off the async workers; a failure becomes the
+/// `failed` decision with its reason.
+async fn blocking<T: Send + 'static>(
+    shared: &Arc<Shared>,
+    query: impl FnOnce(&dyn crate::store::InventoryStore) -> Result<T, crate::store::StoreError>
+    + Send
+    + 'static,
+) -> Result<T, Decision> {
+    let store = Arc::clone(&shared.store);
+    match tokio::task::spawn_blocking(move || query(store.inventory())).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(Decision::Wait("failed", format!("state database: {e}"))),
+        Err(e) => Err(Decision::Wait(
+            "failed",
+            format!("state database task: {e}"),
+        )),
+    }
+}
+
 async fn decide(shared: &Arc<Shared>, state: &HttpState, mac: MacAddr) -> Decision {
-    let Some(node) = state.site.node_by_mac(&mac) else {
-        return match state.site.config.server.unknown_nodes {
-            UnknownNodePolicy::Ignore => Decision::Ignore,
-            policy => Decision::Wait(
-                "pending",
-                format!(
-                    "unknown node {mac} is pending (unknown-nodes = {}): list it in site.toml to boot it",
-                    if policy == UnknownNodePolicy::Enroll {
-                        "enroll"
-                    } else {
-                        "discover"
-                    }
-                ),
+    let assignment = match state.site.node_by_mac(&mac) {
+        Some(node) => match node.config.image.clone() {
+            Some(image) => Assignment {
+                who: node.name().to_owned(),
+                image,
+                pinned: node.config.version,
+                force: node.config.force_version,
+            },
+            None => {
+                return Decision::Wait(
+                    "waiting",
+                    format!("node {} has no image assigned in site.toml", node.name()),
+                );
+            }
+        },
+        None => match unknown_node(shared, state, mac).await {
+            Ok(assignment) => assignment,
+            Err(decision) => return decision,
+        },
+    };
+    match choose_image(shared, state, mac, &assignment).await {
+        Ok(image) => Decision::Boot(image),
+        Err(decision) => decision,
+    }
+}
+
+/// A MAC no rack lists: ignored, pending, or (enroll, once an operator
+/// approved it with an image) booted like a listed node.
+async fn unknown_node(
+    shared: &Arc<Shared>,
+    state: &HttpState,
+    mac: MacAddr,
+) -> Result<Assignment, Decision> {
+    let policy = state.site.config.server.unknown_nodes;
+    if policy == UnknownNodePolicy::Ignore {
+        return Err(Decision::Ignore);
+    }
+    let pending = |name: &str| {
+        Decision::Wait(
+            "pending",
+            format!(
+                "unknown node {mac} is pending (unknown-nodes = {name}): list it in site.toml, or `ironrack nodes approve {mac} --image NAME`, to boot it"
             ),
-        };
+        )
     };
-    let Some(name) = node.config.image.clone() else {
-        return Decision::Wait(
-            "waiting",
-            format!("node {} has no image assigned in site.toml", node.name()),
-        );
+    if policy == UnknownNodePolicy::Discover {
+        return Err(pending("discover"));
+    }
+    let approval = blocking(shared, move |store| store.approval(&mac)).await?;
+    match approval {
+        None => Err(pending("enroll")),
+        Some(a) => match a.image {
+            Some(image) => Ok(Assignment {
+                who: mac.to_string(),
+                image,
+                pinned: None,
+                force: false,
+            }),
+            None => Err(Decision::Wait(
+                "waiting",
+                format!(
+                    "node {mac} is approved but has no image: `ironrack nodes approve {mac} --image NAME` or list it in site.toml"
+                ),
+            )),
+        },
+    }
+}
+
+/// The verified image the assignment names, bootable and not a rollback.
+async fn choose_image(
+    shared: &Arc<Shared>,
+    state: &HttpState,
+    mac: MacAddr,
+    a: &Assignment,
+) -> Result<Arc<Image>, Decision> {
+    let name = &a.image;
+    let chosen = match a.pinned {
+        Some(v) => state.images.get(name, v),
+        None => state.images.latest(name),
     };
-    let pinned = node.config.version;
-    let chosen = match pinned {
-        Some(v) => state.images.get(&name, v),
-        None => state.images.latest(&name),
-    };
-    let wanted = pinned.map_or(name.clone(), |v| format!("{name}@{v}"));
+    let wanted = a.pinned.map_or(name.clone(), |v| format!("{name}@{v}"));
     let Some(image) = chosen.cloned() else {
         let why = state
             .images
-            .refusals_of(&name)
-            .filter(|r| pinned.is_none() || r.version == pinned)
+            .refusals_of(name)
+            .filter(|r| a.pinned.is_none() || r.version == a.pinned)
             .map(|r| r.reason.clone())
             .last();
-        return Decision::Wait(
+        return Err(Decision::Wait(
             "refused",
             match why {
                 Some(why) => format!("image {wanted} is not served: {why}"),
                 None => format!("no verified image {wanted} in the image store"),
             },
-        );
+        ));
     };
     if image.artifact(UKI).is_none()
         && (image.artifact(KERNEL).is_none() || image.artifact(INITRD).is_none())
     {
-        return Decision::Wait(
+        return Err(Decision::Wait(
             "refused",
             format!(
                 "image {} has neither {UKI} nor {KERNEL} + {INITRD}",
                 image.label()
             ),
-        );
+        ));
     }
-    let store = Arc::clone(&shared.store);
     let image_name = name.clone();
-    let highest =
-        tokio::task::spawn_blocking(move || store.inventory().highest_served(&mac, &image_name))
-            .await;
-    let highest = match highest {
-        Ok(Ok(h)) => h,
-        Ok(Err(e)) => return Decision::Wait("failed", format!("state database: {e}")),
-        Err(e) => return Decision::Wait("failed", format!("state database task: {e}")),
-    };
+    let highest = blocking(shared, move |store| store.highest_served(&mac, &image_name)).await?;
     if let Some(h) = highest
         && image.version < h
-        && !(node.config.force_version && pinned == Some(image.version))
+        && !(a.force && a.pinned == Some(image.version))
     {
-        return Decision::Wait(
+        return Err(Decision::Wait(
             "refused",
             format!(
                 "rollback refused: {} is older than version {h} already served to node {}; set force-version = true on the node to allow it",
                 image.label(),
-                node.name()
+                a.who
             ),
-        );
+        ));
     }
-    Decision::Boot(image)
+    Ok(image)
 }
 
 async fn script_reply(

@@ -13,7 +13,7 @@ use rusqlite::{OptionalExtension, params};
 use super::SqliteStore;
 use crate::site::MacAddr;
 use crate::store::{
-    ImageStatus, InventoryStore, NodeEvent, NodeRecord, StoreError, node_state_after,
+    Approval, ImageStatus, InventoryStore, NodeEvent, NodeRecord, StoreError, node_state_after,
 };
 
 fn to_i64(v: u64) -> i64 {
@@ -60,6 +60,37 @@ impl SqliteStore {
 
 const NODE_COLUMNS: &str = "mac, name, image, state, last_event, last_at, first_seen";
 
+/// Appends `events` and updates each node's record, inside `tx`.
+fn insert_events(tx: &rusqlite::Transaction<'_>, events: &[NodeEvent]) -> rusqlite::Result<()> {
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO events (mac, at, node, kind, image, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    let mut upsert = tx.prepare_cached(
+        "INSERT INTO nodes (mac, name, image, state, last_event, last_at, first_seen)
+         VALUES (?1, ?2, ?3, COALESCE(?4, 'seen'), ?5, ?6, ?6)
+         ON CONFLICT (mac) DO UPDATE SET
+            name = COALESCE(?2, name),
+            image = COALESCE(?3, image),
+            state = COALESCE(?4, state),
+            last_event = ?5,
+            last_at = ?6",
+    )?;
+    for e in events {
+        let mac = e.mac.to_string();
+        let at = to_i64(e.at_ms);
+        insert.execute(params![mac, at, e.node, e.kind, e.image, e.detail])?;
+        upsert.execute(params![
+            mac,
+            e.node,
+            e.image,
+            node_state_after(&e.kind),
+            e.kind,
+            at
+        ])?;
+    }
+    Ok(())
+}
+
 impl InventoryStore for SqliteStore {
     fn record_events(&self, events: &[NodeEvent]) -> Result<(), StoreError> {
         if events.is_empty() {
@@ -68,43 +99,43 @@ impl InventoryStore for SqliteStore {
         let op = format!("recording {} event(s)", events.len());
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(self.query_err(op.clone()))?;
-        {
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO events (mac, at, node, kind, image, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )
-                .map_err(self.query_err(op.clone()))?;
-            let mut upsert = tx
-                .prepare_cached(
-                    "INSERT INTO nodes (mac, name, image, state, last_event, last_at, first_seen)
-                     VALUES (?1, ?2, ?3, COALESCE(?4, 'seen'), ?5, ?6, ?6)
-                     ON CONFLICT (mac) DO UPDATE SET
-                        name = COALESCE(?2, name),
-                        image = COALESCE(?3, image),
-                        state = COALESCE(?4, state),
-                        last_event = ?5,
-                        last_at = ?6",
-                )
-                .map_err(self.query_err(op.clone()))?;
-            for e in events {
-                let mac = e.mac.to_string();
-                let at = to_i64(e.at_ms);
-                insert
-                    .execute(params![mac, at, e.node, e.kind, e.image, e.detail])
-                    .map_err(self.query_err(op.clone()))?;
-                upsert
-                    .execute(params![
-                        mac,
-                        e.node,
-                        e.image,
-                        node_state_after(&e.kind),
-                        e.kind,
-                        at
-                    ])
-                    .map_err(self.query_err(op.clone()))?;
-            }
-        }
+        insert_events(&tx, events).map_err(self.query_err(op.clone()))?;
         tx.commit().map_err(self.query_err(op))
+    }
+
+    fn approve(&self, approval: &Approval, event: &NodeEvent) -> Result<(), StoreError> {
+        let op = format!("approving {}", approval.mac);
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(self.query_err(op.clone()))?;
+        tx.execute(
+            "INSERT INTO approvals (mac, image, approved_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (mac) DO UPDATE SET image = ?2, approved_at = ?3",
+            params![
+                approval.mac.to_string(),
+                approval.image,
+                to_i64(approval.at_ms)
+            ],
+        )
+        .map_err(self.query_err(op.clone()))?;
+        insert_events(&tx, std::slice::from_ref(event)).map_err(self.query_err(op.clone()))?;
+        tx.commit().map_err(self.query_err(op))
+    }
+
+    fn approval(&self, mac: &MacAddr) -> Result<Option<Approval>, StoreError> {
+        let conn = self.conn();
+        let row: Option<(Option<String>, i64)> = conn
+            .query_row(
+                "SELECT image, approved_at FROM approvals WHERE mac = ?1",
+                params![mac.to_string()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(self.query_err(format!("reading the approval of {mac}")))?;
+        Ok(row.map(|(image, at)| Approval {
+            mac: *mac,
+            image,
+            at_ms: u64::try_from(at).unwrap_or(0),
+        }))
     }
 
     fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
