@@ -277,3 +277,85 @@ fn refused_image_reason_in_api_and_nodes_list_and_sighup_reloads() {
     assert!(lab.stop().success(), "{}", lab.log_text());
     assert!(lab.log_text().contains("ironrack serve stopped"));
 }
+
+#[test]
+fn an_unknown_node_is_pending_until_approved_on_the_command_line() {
+    if skip("an_unknown_node_is_pending_until_approved_on_the_command_line") {
+        return;
+    }
+    let mut lab = Lab::new();
+    let k = lab.path("vmlinuz");
+    let i = lab.path("initrd.img");
+    std::fs::write(&k, b"kernel").unwrap();
+    std::fs::write(&i, b"initrd").unwrap();
+    lab.world
+        .image(
+            &lab.path("out"),
+            "gpu-node",
+            1,
+            "console=ttyS0",
+            &[("vmlinuz", k.as_path()), ("initrd.img", i.as_path())],
+        )
+        .unwrap();
+    let site = lab.write_site(&node_entry("gpu-node"));
+    let site = site.to_str().unwrap();
+    lab.serve();
+    let stranger = "52:54:00:12:00:99";
+    let url = format!("{BASE_URL}/boot/52-54-00-12-00-99.ipxe");
+    let script =
+        |lab: &Lab| String::from_utf8_lossy(&lab.in_ns(&["curl", "-sS", &url]).stdout).into_owned();
+    let before = script(&lab);
+    assert!(
+        before.contains("pending") && !before.contains("kernel http"),
+        "{before}"
+    );
+
+    // While the server runs: the CLI writes the shared state database.
+    let approve = lab.ironrack(&[
+        "nodes", "approve", stranger, "--image", "gpu-node", "--site", site,
+    ]);
+    assert!(
+        approve.status.success(),
+        "{}",
+        String::from_utf8_lossy(&approve.stderr)
+    );
+    let after = script(&lab);
+    assert!(
+        after.contains("kernel http://198.18.0.1:8080/images/gpu-node/1/vmlinuz"),
+        "{after}"
+    );
+
+    // The server commits events in batches, a moment after the reply.
+    let text = eventually(|| {
+        let list = lab.ironrack(&["nodes", "list", "--site", site]);
+        let text = String::from_utf8_lossy(&list.stdout).into_owned();
+        let row = text
+            .lines()
+            .find(|l| l.contains(stranger))
+            .unwrap_or_default();
+        if row.contains("ipxe") && row.contains("script") {
+            Ok(text)
+        } else {
+            Err(text)
+        }
+    });
+    assert!(text.contains("gpu-r1-n1"), "{text}");
+    let show = lab.ironrack(&["nodes", "show", stranger, "--site", site]);
+    let text = String::from_utf8_lossy(&show.stdout).into_owned();
+    let kinds: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .collect();
+    assert_eq!(kinds, ["pending", "approved", "script"], "{text}");
+    assert!(
+        text.contains("approved by the operator to boot gpu-node"),
+        "{text}"
+    );
+
+    // A node nobody knows cannot be approved by name.
+    let bad = lab.ironrack(&["nodes", "approve", "no-such-host", "--site", site]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no-such-host"));
+    assert!(lab.stop().success(), "{}", lab.log_text());
+}

@@ -290,3 +290,19 @@ pub fn in_order(seen: &[String], want: &[&str]) -> bool {
     let mut it = seen.iter();
     want.iter().all(|w| it.any(|s| s == w))
 }
+
+/// Retries `check` until it gives `Ok` (bounded by [`PATIENCE`]; nothing
+/// is timed): for state the server commits asynchronously.
+pub fn eventually<T>(mut check: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match check() {
+            Ok(v) => return v,
+            Err(last) => assert!(
+                Instant::now() < deadline,
+                "never came true; last seen:\n{last}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
