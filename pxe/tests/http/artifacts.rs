@@ -124,7 +124,40 @@ fn range_abuse_is_refused_and_the_server_keeps_serving() {
     assert_eq!(status(&["-X", "DELETE", &url]), 405);
     assert_eq!(status(&[&lab.url("/images/gpu-node/1/nope")]), 404);
     assert_eq!(status(&[&lab.url("/images/gpu-node/x/vmlinuz")]), 404);
-    assert_eq!(status(&[&lab.url("/images/../../etc/passwd")]), 404);
+}
+
+#[test]
+fn names_outside_the_signed_tree_are_404() {
+    let (lab, _, _) = lab_with(1000, 1 << 20);
+    let image_dir = lab.dir.path().join("out/gpu-node/1");
+    // On disk beside the artifacts, but not in the signed manifest.
+    std::fs::write(image_dir.join("extra.bin"), b"unsigned").unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", image_dir.join("passwd")).unwrap();
+    for path in [
+        "/images/gpu-node/1/extra.bin",
+        "/images/gpu-node/1/passwd",
+        "/images/gpu-node/1/",
+        "/images/gpu-node/1",
+        "/images/gpu-node/1/../../../../etc/passwd",
+        "/images/gpu-node/1/..%2f..%2f..%2fetc%2fpasswd",
+        "/images/gpu-node/1/%2e%2e/%2e%2e/trust.json",
+        "/images/../trust.json",
+        "/images/gpu-node/1/vmlinuz/../../../../trust.json",
+        "/ipxe/../trust.json",
+        "/trust.json",
+        "/site.toml",
+        "/state.db",
+    ] {
+        // --path-as-is: curl must not fold the dot segments itself.
+        let url = lab.url(path);
+        assert_eq!(status(&["--path-as-is", &url]), 404, "{path}");
+        assert_eq!(status(&["--path-as-is", "-I", &url]), 404, "HEAD {path}");
+    }
+    // The real artifact beside them is served, HEAD with the same length.
+    let url = lab.url("/images/gpu-node/1/rootfs.squashfs");
+    assert_eq!(status(&[&url]), 200);
+    let head = headers(&["-I", &url]);
+    assert!(head.contains("content-length: 1000"), "{head}");
 }
 
 #[test]
