@@ -68,12 +68,23 @@ pub struct Image {
     pub cmdline: String,
     /// Verified artifacts by file name.
     pub artifacts: BTreeMap<String, Arc<VerifiedArtifact>>,
+    /// `manifest.json` and its `.minisig`, exactly as verified, so the
+    /// node's agent can check the image against the same signature.
+    pub signed_files: BTreeMap<String, Arc<VerifiedArtifact>>,
 }
 
 impl Image {
     /// `name@version`, for messages and the inventory.
     pub fn label(&self) -> String {
         format!("{}@{}", self.name, self.version)
+    }
+
+    /// The file called `name` served at `/images/<name>/<version>/`: an
+    /// artifact the manifest lists, or the manifest or its signature.
+    pub fn served_file(&self, name: &str) -> Option<&Arc<VerifiedArtifact>> {
+        self.artifacts
+            .get(name)
+            .or_else(|| self.signed_files.get(name))
     }
 
     /// The artifact called `name`, if the manifest lists it.

@@ -196,5 +196,23 @@ fn load_one(
         manifest_sha256: ironrack_keys::Sha256Digest(Sha256::digest(&manifest).into()),
         cmdline,
         artifacts,
+        signed_files: signed_files(dir, manifest, signature),
     })
+}
+
+/// The manifest and signature bytes that were verified, served from memory
+/// (a later change on disk cannot reach a node).
+fn signed_files(
+    dir: &Path,
+    manifest: Vec<u8>,
+    signature: Vec<u8>,
+) -> std::collections::BTreeMap<String, Arc<VerifiedArtifact>> {
+    [(MANIFEST_FILE, manifest), (SIGNATURE_FILE, signature)]
+        .into_iter()
+        .map(|(name, bytes)| {
+            let sha256 = ironrack_keys::Sha256Digest(Sha256::digest(&bytes).into());
+            let file = VerifiedArtifact::from_memory(name, bytes.into(), sha256, dir.join(name));
+            (name.to_owned(), Arc::new(file))
+        })
+        .collect()
 }

@@ -10,7 +10,7 @@
 //! | route | what |
 //! | --- | --- |
 //! | `GET /boot/<mac>.ipxe[?attempt=N]` | the node's script ([`script`]) |
-//! | `GET/HEAD /images/<name>/<version>/<file>` | a verified artifact: Range, ETag (= its SHA-256), If-None-Match |
+//! | `GET/HEAD /images/<name>/<version>/<file>` | a verified artifact, or the image's `manifest.json`/`.minisig` as verified: Range, ETag (= its SHA-256), If-None-Match; any other name is 404 |
 //! | `GET/HEAD /ipxe/<file>` | an iPXE binary from the `ipxe` package |
 //! | `GET /api/nodes`, `/api/nodes/<mac-or-name>`, `/api/nodes/<..>/events`, `/api/images` | JSON |
 //! | `GET /metrics` | Prometheus text format |

@@ -384,7 +384,7 @@ fn artifact_reply(
         .parse::<u64>()
         .ok()
         .and_then(|v| state.images.get(name, v))
-        .and_then(|image| image.artifact(file).map(|a| (image, a)));
+        .and_then(|image| image.served_file(file).map(|a| (image, a)));
     match found {
         Some((image, artifact)) => serve(
             shared,

@@ -183,6 +183,7 @@ mod tests {
             manifest_sha256: ironrack_keys::Sha256Digest([0; 32]),
             cmdline: "console=ttyS0 quiet".into(),
             artifacts,
+            signed_files: Default::default(),
         }
     }
 
