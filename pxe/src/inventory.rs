@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::net::dhcp::{DhcpEvent, DhcpEventKind, DhcpEvents};
 use crate::net::tftp::{FailReason, TransferEvent, TransferEvents};
-use crate::site::{MacAddr, Site};
+use crate::site::{DhcpMode, MacAddr, Site};
 use crate::store::{NodeEvent, Store};
 
 /// Events written per transaction at most: bounds a transaction's size
@@ -217,11 +217,28 @@ fn commit(store: &dyn Store, batch: &mut Vec<NodeEvent>) {
     }
 }
 
+impl Inventory {
+    /// Whether an event of `kind` tells which address the node uses (so
+    /// later TFTP and HTTP requests from it are put in its timeline). Our
+    /// own ACK does, in authoritative mode. A proxy never sees the site
+    /// server's ACK: there the client's REQUEST (the address it asks for,
+    /// or on port 4011 the address it already has) is the best evidence,
+    /// and a later request from the same client corrects it.
+    fn attributes(&self, kind: DhcpEventKind) -> bool {
+        let proxy = self.site.read().unwrap_or_else(|e| e.into_inner()).mode() == DhcpMode::Proxy;
+        match kind {
+            DhcpEventKind::Ack => true,
+            DhcpEventKind::Request => proxy,
+            _ => false,
+        }
+    }
+}
+
 impl DhcpEvents for Inventory {
     fn record(&self, event: DhcpEvent) {
         let Some(mac) = event.mac else { return };
-        if event.kind == DhcpEventKind::Ack
-            && let Some(ip) = event.ip
+        if let Some(ip) = event.ip
+            && self.attributes(event.kind)
         {
             self.learn(IpAddr::V4(ip), mac);
         }
@@ -309,6 +326,52 @@ impl TransferEvents for Inventory {
 mod tests {
     use super::*;
     use crate::net::tftp::packet::ErrorCode;
+
+    fn site(mode: &str) -> Arc<Site> {
+        let text = format!(
+            "[server]\nhttp-base-url = \"http://198.18.0.1:8080\"\n\
+             [images]\ndirs = []\ntrust-root = \"trust.json\"\n\
+             [dhcp]\nmode = \"{mode}\"\n\
+             [[interface]]\nname = \"br0\"\naddress = \"198.18.0.1/24\"\n"
+        );
+        Arc::new(Site::from_toml(std::path::Path::new("site.toml"), &text).unwrap())
+    }
+
+    fn dhcp(kind: DhcpEventKind, mac: MacAddr, ip: Ipv4Addr) -> DhcpEvent {
+        DhcpEvent {
+            kind,
+            at: SystemTime::now(),
+            interface: "br0".into(),
+            mac: Some(mac),
+            ip: Some(ip),
+            arch: None,
+            node: None,
+            boot: None,
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn a_proxy_attributes_addresses_from_requests_an_authoritative_server_from_acks() {
+        let mac: MacAddr = "52:54:00:00:00:07".parse().unwrap();
+        let ip = Ipv4Addr::new(198, 18, 0, 57);
+        let store =
+            || Arc::new(crate::store::SqliteStore::open_in_memory().unwrap()) as Arc<dyn Store>;
+
+        let proxy = Inventory::start(store(), site("proxy"));
+        DhcpEvents::record(&*proxy, dhcp(DhcpEventKind::Request, mac, ip));
+        assert_eq!(proxy.mac_at(IpAddr::V4(ip)), Some(mac));
+
+        let auth = Inventory::start(store(), site("authoritative"));
+        DhcpEvents::record(&*auth, dhcp(DhcpEventKind::Request, mac, ip));
+        assert_eq!(
+            auth.mac_at(IpAddr::V4(ip)),
+            None,
+            "a request is only a wish here"
+        );
+        DhcpEvents::record(&*auth, dhcp(DhcpEventKind::Ack, mac, ip));
+        assert_eq!(auth.mac_at(IpAddr::V4(ip)), Some(mac));
+    }
 
     #[test]
     fn a_size_probe_is_not_a_failed_transfer() {
