@@ -25,11 +25,12 @@ pub enum NodesCommand {
         #[command(flatten)]
         at: Where,
     },
-    /// Approve a node. Under `unknown-nodes = "enroll"` a MAC no rack lists
-    /// waits as `pending` until approved with `--image`; it then boots that
-    /// image on its next poll (the server need not restart). The approval
-    /// is recorded in the timeline. Writes the state database, which the
-    /// running server shares.
+    /// Approve a node waiting for enrollment (recorded in its timeline).
+    ///
+    /// Under `unknown-nodes = "enroll"` a MAC no rack lists waits as
+    /// `pending` until approved with `--image`; it then boots that image on
+    /// its next poll (the server need not restart). Writes the state
+    /// database, which the running server shares.
     Approve {
         /// Host name or MAC.
         node: String,
