@@ -64,6 +64,12 @@ pub enum ServeError {
     /// The runtime or a signal handler.
     #[error("starting the runtime: {0}")]
     Runtime(std::io::Error),
+    /// A server (DHCP, TFTP or HTTP) returned while it should still run.
+    #[error("a server stopped on its own; stopping the others")]
+    ServerEnded,
+    /// A server or loading task panicked or was cancelled.
+    #[error("a server task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// What TFTP serves: the iPXE binaries from the package (in memory), then
@@ -272,7 +278,7 @@ pub async fn serve(
         let site = Arc::clone(&site);
         tokio::task::spawn_blocking(move || load_world(site, None))
             .await
-            .map_err(|e| ServeError::Runtime(std::io::Error::other(e)))??
+            .map_err(ServeError::Task)??
     };
     store
         .inventory()
@@ -351,9 +357,9 @@ pub async fn serve(
             Some(ended) = tasks.join_next() => {
                 // A server ending on its own is a failure: stop the rest.
                 let err = match ended {
-                    Ok(Ok(())) => ServeError::Runtime(std::io::Error::other("a server stopped unexpectedly")),
+                    Ok(Ok(())) => ServeError::ServerEnded,
                     Ok(Err(e)) => e,
-                    Err(e) => ServeError::Runtime(std::io::Error::other(e)),
+                    Err(e) => ServeError::Task(e),
                 };
                 tracing::error!(error = %err, "server failed; stopping");
                 failed = Some(err);
