@@ -48,6 +48,11 @@ packages=(
   # builder/tests/erofs: fsck.erofs (--extract) and dump.erofs read our EROFS
   # images; scripts/bench-fsimage.sh times mkfs.erofs beside our writer
   erofs-utils
+  # builder/tests/release: the SPDX license and exception lists (JSON files
+  # from Debian's node packages; no node runtime) check the SBOM's license
+  # ids; openssl verifies the provenance envelope's Ed25519 signature over a
+  # DSSE PAE computed by python3
+  node-spdx-license-ids node-spdx-exceptions openssl python3
 )
 
 missing=()

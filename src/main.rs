@@ -52,6 +52,11 @@ enum Command {
     /// Resolve an image spec into its lock file (images/NAME.lock), update
     /// one package of it, or check it against the spec and the repository.
     Lock(cmd::lock::LockArgs),
+
+    /// Re-check a built image offline: the manifest's signature through the
+    /// trust file, every artifact's digest, the SBOM, the signed provenance,
+    /// the UKI's Authenticode digest and PCR 11, the NVIDIA chain report.
+    Verify(cmd::verify::VerifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -83,6 +88,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Serve(args) => cmd::serve::run(args),
         Command::Nodes(command) => cmd::nodes::run(command),
         Command::Lock(args) => cmd::lock::run(args),
+        Command::Verify(args) => cmd::verify::run(args),
     }
 }
 

@@ -8,6 +8,7 @@
 //! the map.
 
 pub mod boot;
+pub mod release;
 pub mod rootfs;
 pub mod source;
 pub mod spec;

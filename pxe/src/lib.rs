@@ -5,12 +5,13 @@
 //! server ([`net::dhcp`]), the TFTP server ([`net::tftp`]), HTTP boot
 //! ([`net::http`]), the signed image store ([`images`]), the inventory and
 //! boot timelines ([`inventory`], [`store`]), the `serve` process
-//! ([`server`]) and the attestation primitives ([`attest`]). See
-//! ARCHITECTURE.md for the map.
+//! ([`server`]), the virtual rack for tests and demos ([`lab`]) and the
+//! attestation primitives ([`attest`]). See ARCHITECTURE.md for the map.
 
 pub mod attest;
 pub mod images;
 pub mod inventory;
+pub mod lab;
 pub mod net;
 pub mod server;
 pub mod site;

@@ -26,6 +26,11 @@ pub struct LockArgs {
     #[arg(long, value_name = "DIR")]
     pub repo: Option<PathBuf>,
 
+    /// The local mirror [default: the spec's `mirror.path`, relative to the
+    /// spec file].
+    #[arg(long, value_name = "DIR", conflicts_with = "repo")]
+    pub mirror: Option<PathBuf>,
+
     /// The key that signs the mirror's snapshots (needed unless --repo).
     #[command(flatten)]
     pub key: SnapshotKeyArgs,
@@ -49,7 +54,7 @@ pub fn run(args: LockArgs) -> anyhow::Result<()> {
         std::fs::read(&args.spec).with_context(|| format!("reading {}", args.spec.display()))?;
     let spec = ImageSpec::parse_bytes(&spec_bytes, &args.spec)?;
     let lock_path = lock_path(&args.spec);
-    let source = open_snapshot(&spec, &args.spec, args.repo.as_deref(), &args.key)?;
+    let source = open_snapshot(&spec, &args.spec, &args)?;
     let repo = source.files();
     if args.check {
         let lock = Lock::load(&lock_path)?;
@@ -107,17 +112,16 @@ fn lock_path(spec: &Path) -> PathBuf {
 
 /// The packages to lock from: `--repo DIR` (a plain repository tree,
 /// unsigned), else the spec's mirror snapshot, its signature verified.
-fn open_snapshot(
-    spec: &ImageSpec,
-    spec_path: &Path,
-    repo: Option<&Path>,
-    key: &SnapshotKeyArgs,
-) -> anyhow::Result<Source> {
-    if let Some(dir) = repo {
+fn open_snapshot(spec: &ImageSpec, spec_path: &Path, args: &LockArgs) -> anyhow::Result<Source> {
+    if let Some(dir) = &args.repo {
         return Ok(Source::Repo(Box::new(RepoDir::open(dir, &spec.suite)?)));
     }
-    let mirror = super::mirror::open(&spec.mirror_root(spec_path))?;
-    let verifier = key.verifier(&mirror)?;
+    let root = args
+        .mirror
+        .clone()
+        .unwrap_or_else(|| spec.mirror_root(spec_path));
+    let mirror = super::mirror::open(&root)?;
+    let verifier = args.key.verifier(&mirror)?;
     let snapshot = mirror
         .snapshot(&spec.mirror.snapshot, &verifier)
         .with_context(|| {

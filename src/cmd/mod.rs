@@ -8,6 +8,7 @@ pub mod nodes;
 pub mod serve;
 pub mod sign;
 mod trust;
+pub mod verify;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
