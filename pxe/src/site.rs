@@ -148,7 +148,8 @@ pub enum UnknownNodePolicy {
     /// An address from the pool and a boot into discovery.
     Discover,
     /// As discover, and the node is recorded as pending enrollment until an
-    /// operator approves it.
+    /// operator approves it (`ironrack nodes approve MAC --image NAME`),
+    /// after which it boots that image.
     Enroll,
 }
 
