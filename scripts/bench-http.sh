@@ -12,7 +12,7 @@
 # [http] memory-cache-bytes), once from the verified open files
 # (memory-cache-bytes = 0: chunked pread on the blocking pool).
 #
-# Isolation: a network namespace this script makes, with a dummy
+# Isolation: a network namespace this script makes, with a portless bridge
 # interface holding 198.18.0.1/24 (test range only); all traffic stays in
 # it. nginx runs in the foreground with a config written here (no site
 # config of the host is read). Needs root and the Debian packages curl
@@ -45,7 +45,8 @@ trap cleanup EXIT
 
 ip netns add "$NS"
 ip -n "$NS" link set lo up
-ip -n "$NS" link add bench0 type dummy
+# A bridge with no ports: the kernel here has no dummy interface type.
+ip -n "$NS" link add bench0 type bridge
 ip -n "$NS" addr add 198.18.0.1/24 dev bench0
 ip -n "$NS" link set bench0 up
 in_ns() { ip netns exec "$NS" "$@"; }
