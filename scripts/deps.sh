@@ -47,6 +47,11 @@ packages=(
   # pxe/tests/tftp: real TFTP clients (curl tftp:// with --tftp-blksize,
   # atftp with blksize/tsize/windowsize options, tftp-hpa plain and netascii)
   curl atftp tftp-hpa
+  # tests/serve_boot.rs: the test initramfs is made with the real cpio
+  # (newc) around busybox-static, the test UKI with objcopy (binutils)
+  # around systemd-stub; the kernel, systemd-boot-efi and ipxe packages
+  # are fetched with apt-get download and unpacked with dpkg-deb
+  cpio binutils
   # builder/tests/erofs: fsck.erofs (--extract) and dump.erofs read our EROFS
   # images; scripts/bench-fsimage.sh times mkfs.erofs beside our writer
   erofs-utils

@@ -5,6 +5,8 @@ pub mod build;
 pub mod keys;
 pub mod lock;
 pub mod mirror;
+pub mod nodes;
+pub mod serve;
 pub mod sign;
 pub mod source;
 mod trust;
