@@ -63,6 +63,11 @@ enum Command {
     /// trust file, every artifact's digest, the SBOM, the signed provenance,
     /// the UKI's Authenticode digest and PCR 11, the NVIDIA chain report.
     Verify(cmd::verify::VerifyArgs),
+
+    /// The virtual rack on this machine: boot nodes under qemu from a built
+    /// image through `ironrack serve`, watch them, take them down.
+    #[command(subcommand)]
+    Lab(cmd::lab::LabCommand),
 }
 
 fn main() -> ExitCode {
@@ -96,6 +101,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Lock(args) => cmd::lock::run(args),
         Command::Build(args) => cmd::build::run(args),
         Command::Verify(args) => cmd::verify::run(args),
+        Command::Lab(command) => cmd::lab::run(command),
     }
 }
 

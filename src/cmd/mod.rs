@@ -3,6 +3,8 @@
 
 pub mod build;
 pub mod keys;
+pub mod lab;
+mod lab_up;
 pub mod lock;
 pub mod mirror;
 pub mod nodes;

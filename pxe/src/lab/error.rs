@@ -61,6 +61,9 @@ pub enum LabError {
         /// Its namespace.
         ns: String,
     },
+    /// Ctrl-C while the lab was coming up (everything was taken down).
+    #[error("interrupted; the lab was taken down")]
+    Interrupted,
     /// A process the lab started is gone.
     #[error("{what} (pid {pid}) exited; see {}", log.display())]
     Exited {

@@ -30,7 +30,7 @@ impl LabNet {
     /// Creates namespace `ns` with a bridge at `server`/24 (which must be in
     /// 198.18.0.0/15), loopback up, forwarding off.
     pub fn create(ns: &str, server: Ipv4Addr) -> Result<LabNet, LabError> {
-        check_name(ns)?;
+        check_name(ns, 32)?;
         if !in_lab_range(server) {
             return Err(LabError::Config {
                 what: server.to_string(),
@@ -75,7 +75,8 @@ impl LabNet {
 
     /// Adds a tap (for a qemu node) to the bridge.
     pub fn add_tap(&self, tap: &str) -> Result<(), LabError> {
-        check_name(tap)?;
+        // Interface names: IFNAMSIZ - 1.
+        check_name(tap, 15)?;
         self.ip(&["tuntap", "add", "dev", tap, "mode", "tap"])?;
         self.ip(&["link", "set", tap, "master", BRIDGE])?;
         self.ip(&["link", "set", tap, "up"])
@@ -109,9 +110,9 @@ impl LabNet {
 }
 
 /// Names go to `ip` and the file system: keep them plain.
-fn check_name(name: &str) -> Result<(), LabError> {
+fn check_name(name: &str, max: usize) -> Result<(), LabError> {
     let ok = !name.is_empty()
-        && name.len() <= 15
+        && name.len() <= max
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
@@ -120,7 +121,7 @@ fn check_name(name: &str) -> Result<(), LabError> {
     } else {
         Err(LabError::Config {
             what: name.to_owned(),
-            why: "names are 1-15 letters, digits, - or _",
+            why: "names are letters, digits, - or _ (15 at most for interfaces, 32 for namespaces)",
         })
     }
 }
@@ -163,8 +164,9 @@ mod tests {
         assert!(in_lab_range("198.19.255.254".parse().unwrap()));
         assert!(!in_lab_range("198.20.0.1".parse().unwrap()));
         assert!(!in_lab_range("10.0.0.1".parse().unwrap()));
-        assert!(check_name("lab-0").is_ok());
-        assert!(check_name("a/b").is_err());
-        assert!(check_name("much-too-long-name").is_err());
+        assert!(check_name("lab-0", 15).is_ok());
+        assert!(check_name("a/b", 15).is_err());
+        assert!(check_name("much-too-long-name", 15).is_err());
+        assert!(check_name("ironrack-lab-12345", 32).is_ok());
     }
 }
