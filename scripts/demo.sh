@@ -76,7 +76,11 @@ step "lock: resolve the image and build package sets against the verified snapsh
 "$ironrack" lock images/gpu-node.toml --trust trust.json "${pins[@]}"
 "$ironrack" lock images/gpu-node.toml --check --trust trust.json "${pins[@]}"
 
-step "build: the image from the lock, in a sandbox, bit-for-bit reproducible"
-"$ironrack" build images/gpu-node.toml --trust trust.json "${pins[@]}"
+step "build: the image from the lock, in a sandbox, bit-for-bit reproducible, signed by ci"
+"$ironrack" build images/gpu-node.toml --trust trust.json "${pins[@]}" --key keys/ci.key
+
+step "verify: what an auditor runs, offline (signature chain, digests, SBOM, provenance)"
+"$ironrack" verify out/gpu-node/1 --trust trust.json "${pins[@]}"
+minisign -Vm out/gpu-node/1/manifest.json -p keys/ci.pub
 
 printf '\nDemo done. Files are in %s\n' "$work"

@@ -50,7 +50,7 @@ pub const BUILDER_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Bumped whenever the rootfs stage would produce different output for
 /// the same inputs (a new normalisation rule, a changed writer).
-pub const ROOTFS_STAGE_VERSION: u32 = 1;
+pub const ROOTFS_STAGE_VERSION: u32 = 2;
 
 /// An error building an image.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +61,12 @@ pub enum Error {
     /// The lock does not match the spec or the snapshot (`--locked`).
     #[error(transparent)]
     Lock(#[from] crate::source::lock::LockError),
+    /// Signing the published image failed.
+    #[error("signing the image")]
+    Release {
+        /// Why.
+        source: Box<crate::release::ReleaseError>,
+    },
     /// The spec and lock do not make a buildable plan.
     #[error("planning the build: {problem}")]
     Plan {
@@ -171,6 +177,14 @@ pub struct PlannedPackage {
 pub struct Plan {
     /// Image name.
     pub name: String,
+    /// Release channel (trust scope `channel:NAME`).
+    pub channel: String,
+    /// Debian suite.
+    pub suite: String,
+    /// The image kernel, from the spec and the lock.
+    pub kernel: crate::release::KernelRecord,
+    /// The build set (compilers, headers): provenance materials.
+    pub build_packages: Vec<PlannedPackage>,
     /// Image version (monotonic, from the spec).
     pub version: u64,
     /// Debian architecture.
@@ -268,6 +282,28 @@ pub struct BuildOptions {
     pub cache_dir: PathBuf,
     /// Unpack workers.
     pub jobs: usize,
+    /// Sign the published image (manifest, SBOM, provenance) with this
+    /// key; `None` publishes unsigned (nothing will serve it).
+    pub signing: Option<Signing>,
+}
+
+/// How a published image is signed.
+#[derive(Clone)]
+pub struct Signing {
+    /// The delegated image-signing key.
+    pub signer: std::sync::Arc<dyn ironrack_keys::Signer + Send + Sync>,
+    /// The manifest expires this many days after SOURCE_DATE_EPOCH (from
+    /// the inputs, so the signed bytes stay reproducible).
+    pub expires_days: u32,
+}
+
+impl std::fmt::Debug for Signing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signing")
+            .field("key_id", &self.signer.key_id())
+            .field("expires_days", &self.expires_days)
+            .finish()
+    }
 }
 
 /// Time spent in one stage.
@@ -322,6 +358,9 @@ pub struct BuildReport {
     pub packages: Vec<InstalledPackage>,
     /// Sum of their Installed-Size, KiB.
     pub installed_size_kib: u64,
+    /// What each package's copyright file declares (for the SBOM).
+    #[serde(default)]
+    pub licenses: std::collections::BTreeMap<String, crate::release::license::Declared>,
     /// Digest of the tree manifest (`rootfs.manifest`).
     pub tree_sha256: String,
     /// Output files.
@@ -357,6 +396,18 @@ pub fn build(
                 path: published,
                 existing: report.key,
                 key,
+            });
+        }
+        if options.signing.is_some()
+            && !published
+                .join(ironrack_keys::manifest::MANIFEST_FILE)
+                .is_file()
+        {
+            return Err(Error::Plan {
+                problem: format!(
+                    "{} was published unsigned and published versions are never replaced: bump `version` in the spec (or remove that directory) to publish a signed one",
+                    published.display()
+                ),
             });
         }
         report.up_to_date = true;
@@ -396,6 +447,9 @@ pub fn build(
         problem: e.to_string(),
     })?;
     staging.write_file(REPORT_FILE, &json)?;
+    if let Some(signing) = &options.signing {
+        sign_release(staging.path(), plan, &report, signing)?;
+    }
     staging.commit()?;
     report.stages.push(StageTiming {
         stage: "publish".into(),
@@ -404,6 +458,130 @@ pub fn build(
     });
     report.total_seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// What each installed package's copyright file declares. A package
+/// without a readable one is left out (the SBOM says NOASSERTION).
+fn licenses(
+    target: &Target,
+    packages: &[rootfs::install::InstalledPackage],
+) -> std::collections::BTreeMap<String, crate::release::license::Declared> {
+    packages
+        .iter()
+        .filter_map(|p| {
+            let rel = PathBuf::from(format!("usr/share/doc/{}/copyright", p.name));
+            let text = target.read_file(&rel).ok()??;
+            Some((
+                p.name.clone(),
+                crate::release::license::declared(&String::from_utf8_lossy(&text)),
+            ))
+        })
+        .collect()
+}
+
+/// Signs the staged output: manifest, SBOM, provenance (see
+/// [`crate::release`]).
+fn sign_release(
+    dir: &Path,
+    plan: &Plan,
+    report: &BuildReport,
+    signing: &Signing,
+) -> Result<(), Error> {
+    use crate::release::{BuildRecord, ImagePayload, ReleaseInput, provenance, sbom};
+    let epoch = i64::try_from(plan.epoch).unwrap_or(i64::MAX);
+    let expires = ironrack_keys::Timestamp::from_unix(epoch)
+        .map(|t| t.plus_days(signing.expires_days))
+        .ok_or_else(|| Error::Plan {
+            problem: format!("SOURCE_DATE_EPOCH {epoch} is not a valid time"),
+        })?;
+    if expires <= ironrack_keys::Timestamp::now() {
+        return Err(Error::Plan {
+            problem: format!(
+                "the manifest would expire at {expires} ({} days after the snapshot's date), which has passed: sync a newer snapshot or sign for longer (--expires-days)",
+                signing.expires_days
+            ),
+        });
+    }
+    let sha_of = |name: &str, version: &str| {
+        plan.packages
+            .iter()
+            .find(|p| p.name == name && p.version == version)
+            .map(|p| p.sha256.clone())
+            .unwrap_or_default()
+    };
+    let packages: Vec<sbom::SbomPackage> = report
+        .packages
+        .iter()
+        .map(|p| sbom::SbomPackage {
+            name: p.name.clone(),
+            version: p.version.clone(),
+            architecture: p.architecture.clone(),
+            sha256: sha_of(&p.name, &p.version),
+            license: report
+                .licenses
+                .get(&p.name)
+                .cloned()
+                .unwrap_or(crate::release::license::Declared::NoAssertion),
+        })
+        .collect();
+    let materials: Vec<provenance::Material> = plan
+        .packages
+        .iter()
+        .chain(&plan.build_packages)
+        .map(|p| provenance::Material {
+            uri: sbom::purl(
+                &sbom::SbomPackage {
+                    name: p.name.clone(),
+                    version: p.version.clone(),
+                    architecture: p.architecture.clone(),
+                    sha256: String::new(),
+                    license: crate::release::license::Declared::NoAssertion,
+                },
+                &plan.suite,
+            ),
+            name: p.filename.clone(),
+            sha256: p.sha256.clone(),
+        })
+        .collect();
+    let spec_name = format!("images/{}.toml", plan.name);
+    let lock_name = format!("images/{}.lock", plan.name);
+    let input = ReleaseInput {
+        name: &plan.name,
+        channel: &plan.channel,
+        version: plan.version,
+        expires,
+        payload: ImagePayload {
+            build: BuildRecord {
+                spec_sha256: plan.spec_sha256.clone(),
+                lock_sha256: plan.lock_sha256.clone(),
+                snapshot: plan.snapshot.clone(),
+                source_date_epoch: epoch,
+                builder_version: BUILDER_VERSION.into(),
+            },
+            kernel: Some(plan.kernel.clone()),
+            modules: Vec::new(),
+            nvidia: None,
+            measurements: None,
+            packages: packages.len() as u64,
+        },
+        suite: &plan.suite,
+        packages: &packages,
+        provenance: provenance::BuildInputs {
+            image: &plan.name,
+            version: plan.version,
+            spec: (&spec_name, &plan.spec_sha256),
+            lock: (&lock_name, &plan.lock_sha256),
+            snapshot: &plan.snapshot,
+            source_date_epoch: epoch,
+            builder_version: BUILDER_VERSION,
+            materials: &materials,
+        },
+    };
+    crate::release::write_release(dir, &input, signing.signer.as_ref()).map_err(|source| {
+        Error::Release {
+            source: Box::new(source),
+        }
+    })
 }
 
 fn read_report(path: &Path) -> Result<BuildReport, Error> {
@@ -563,6 +741,7 @@ fn run_stages(
             .iter()
             .map(|p| p.installed_size_kib)
             .sum(),
+        licenses: licenses(&target, &installed.packages),
         packages: installed.packages,
         tree_sha256: manifest.digest,
         artifacts: outputs,
@@ -585,6 +764,15 @@ mod tests {
     fn plan() -> Plan {
         Plan {
             name: "img".into(),
+            channel: "stable".into(),
+            suite: "bookworm".into(),
+            kernel: crate::release::KernelRecord {
+                release: "6.1.0-1-test".into(),
+                package: "linux-image-test".into(),
+                version: "1".into(),
+                cmdline: String::new(),
+            },
+            build_packages: Vec::new(),
             version: 1,
             architecture: "amd64".into(),
             epoch: 1,

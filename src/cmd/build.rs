@@ -36,8 +36,9 @@ cache (OUT/.cache) without reading a package.
 
 Examples:
   ironrack lock  images/gpu-node.toml --pub keys/mirror.pub
-  ironrack build images/gpu-node.toml --pub keys/mirror.pub
-  ironrack build images/gpu-node.toml --trust trust.json --pin root.pub --json
+  ironrack build images/gpu-node.toml --pub keys/mirror.pub --key keys/ci.key
+  ironrack build images/gpu-node.toml --trust trust.json --pin root.pub --key keys/ci.key --json
+  ironrack verify out/gpu-node/1 --trust trust.json --pin root.pub
 
 Exit codes: 3 when a check fails (spec changed since the lock, another
 snapshot, a package whose digest differs), 4 on I/O errors, 1 otherwise.";
@@ -80,6 +81,24 @@ pub struct BuildArgs {
     /// table (progress bars are off).
     #[arg(long)]
     pub json: bool,
+
+    /// Sign the image with this key (minisign secret key, 0600): writes
+    /// manifest.json (+ .minisig), sbom.spdx.json and
+    /// provenance.intoto.json. The trust file must delegate the image's
+    /// name and channel to it. Without a key the output is unsigned and
+    /// `ironrack serve` will not serve it.
+    #[arg(long = "key", value_name = "KEY")]
+    pub signing_key: Option<PathBuf>,
+
+    /// File whose first line is the signing key's passphrase (default:
+    /// $IRONRACK_PASSPHRASE).
+    #[arg(long, value_name = "FILE", requires = "signing_key")]
+    pub passphrase_file: Option<PathBuf>,
+
+    /// The manifest expires this many days after SOURCE_DATE_EPOCH (the
+    /// snapshot's date, so the signed bytes stay reproducible).
+    #[arg(long, value_name = "DAYS", default_value_t = 365)]
+    pub expires_days: u32,
 }
 
 /// Runs `ironrack build`.
@@ -134,6 +153,22 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
             .jobs
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from))
             .max(1),
+        signing: match &args.signing_key {
+            Some(path) => {
+                let pass = super::passphrase(args.passphrase_file.as_deref())?;
+                let key = super::load_secret_key(path, pass.as_ref())?;
+                Some(pipeline::Signing {
+                    signer: std::sync::Arc::new(key),
+                    expires_days: args.expires_days,
+                })
+            }
+            None => {
+                tracing::warn!(
+                    "no --key: the image is published unsigned; ironrack serve will refuse it"
+                );
+                None
+            }
+        },
     };
     let progress = if std::io::stderr().is_terminal() && !args.json {
         Progress::new(MultiProgress::with_draw_target(ProgressDrawTarget::stderr()))

@@ -63,17 +63,7 @@ impl Plan {
         let epoch = u64::try_from(date).map_err(|_| Error::Plan {
             problem: format!("the snapshot's Release date ({date}) is before 1970"),
         })?;
-        let packages: Vec<PlannedPackage> = lock
-            .packages(PackageSet::Image)
-            .map(|p| PlannedPackage {
-                name: p.name.clone(),
-                version: p.version.clone(),
-                architecture: p.architecture.clone(),
-                filename: p.filename.clone(),
-                sha256: p.sha256.clone(),
-                size: p.size,
-            })
-            .collect();
+        let packages: Vec<PlannedPackage> = lock.packages(PackageSet::Image).map(planned).collect();
         if packages.is_empty() {
             return Err(Error::Plan {
                 problem: "the lock's image set is empty".into(),
@@ -106,8 +96,23 @@ impl Plan {
                 ),
             });
         }
+        let kernel = crate::release::KernelRecord {
+            release: spec.kernel.release.clone(),
+            package: spec.kernel.package.clone(),
+            version: packages
+                .iter()
+                .find(|p| p.name == spec.kernel.package)
+                .map(|p| p.version.clone())
+                .unwrap_or_default(),
+            cmdline: spec.kernel.cmdline.clone(),
+        };
+        let build_packages = lock.packages(PackageSet::Build).map(planned).collect();
         Ok(Self {
             name: spec.name.clone(),
+            channel: spec.channel.clone(),
+            suite: spec.suite.clone(),
+            kernel,
+            build_packages,
             version: spec.version,
             architecture: spec.architecture.clone(),
             epoch,
@@ -131,6 +136,17 @@ impl Plan {
             formats: ImageFormat::from_spec(&rootfs.formats),
             compression,
         })
+    }
+}
+
+fn planned(p: &crate::source::lock::LockedPackage) -> PlannedPackage {
+    PlannedPackage {
+        name: p.name.clone(),
+        version: p.version.clone(),
+        architecture: p.architecture.clone(),
+        filename: p.filename.clone(),
+        sha256: p.sha256.clone(),
+        size: p.size,
     }
 }
 

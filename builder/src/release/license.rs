@@ -13,7 +13,8 @@
 use std::collections::BTreeSet;
 
 /// What a package's copyright file lets us say.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Declared {
     /// Not machine-readable, or no `License:` field.
     NoAssertion,

@@ -29,6 +29,10 @@ pub use verify::{Check, Outcome, VerifyReport, verify};
 pub const SBOM_FILE: &str = "sbom.spdx.json";
 /// The provenance envelope's file name.
 pub const PROVENANCE_FILE: &str = "provenance.intoto.json";
+/// Files of an image directory that are not part of the signed image:
+/// `build.json` is the local build's log (stage times, paths), different
+/// on every run; nothing serves or boots it.
+pub const UNSIGNED_FILES: &[&str] = &["build.json"];
 
 /// What the builder adds to a manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -244,7 +248,11 @@ fn artifact_names(dir: &Path) -> Result<Vec<String>, ReleaseError> {
             continue;
         }
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name != MANIFEST_FILE && name != SIGNATURE_FILE && !name.starts_with('.') {
+        if name != MANIFEST_FILE
+            && name != SIGNATURE_FILE
+            && !UNSIGNED_FILES.contains(&name.as_str())
+            && !name.starts_with('.')
+        {
             names.push(name);
         }
     }

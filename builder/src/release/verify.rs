@@ -140,7 +140,12 @@ pub fn verify(
         })?
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n != MANIFEST_FILE && n != SIGNATURE_FILE && !digests.contains_key(n))
+        .filter(|n| {
+            n != MANIFEST_FILE
+                && n != SIGNATURE_FILE
+                && !super::UNSIGNED_FILES.contains(&n.as_str())
+                && !digests.contains_key(n)
+        })
         .collect();
     if !listed.is_empty() {
         report.push(

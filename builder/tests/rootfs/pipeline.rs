@@ -37,6 +37,15 @@ fn plan(debs: &[PathBuf], version: u64, hostname: &str) -> Plan {
         .collect();
     Plan {
         name: "test-node".into(),
+        channel: "stable".into(),
+        suite: "bookworm".into(),
+        kernel: ironrack_builder::release::KernelRecord {
+            release: "6.1.0-1-test".into(),
+            package: "linux-image-test".into(),
+            version: "1".into(),
+            cmdline: String::new(),
+        },
+        build_packages: Vec::new(),
         version,
         architecture: "amd64".into(),
         epoch: EPOCH,
@@ -58,6 +67,7 @@ fn options(work: &Path) -> BuildOptions {
         out_dir: work.join("out"),
         cache_dir: work.join("out/.cache"),
         jobs: 2,
+        signing: None,
     }
 }
 
