@@ -30,5 +30,8 @@
 pub mod credential;
 pub mod ek;
 pub mod eventlog;
+pub mod image;
+pub mod protocol;
 pub mod quote;
+pub mod service;
 pub mod tpm;
