@@ -2,9 +2,11 @@
 //! the node agent.
 //!
 //! Built so far: the site configuration ([`site`]), the DHCP/proxyDHCP
-//! server ([`net::dhcp`]), the TFTP server ([`net::tftp`]), lease persistence ([`store`]) and the
-//! attestation primitives ([`attest`]). See ARCHITECTURE.md for the map.
+//! server ([`net::dhcp`]), the TFTP server ([`net::tftp`]), lease persistence ([`store`]), the
+//! attestation primitives, protocol and service ([`attest`]) and the node
+//! agent's library ([`agent`]). See ARCHITECTURE.md for the map.
 
+pub mod agent;
 pub mod attest;
 pub mod net;
 pub mod site;

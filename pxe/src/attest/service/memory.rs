@@ -53,6 +53,15 @@ impl AttestStore for MemoryStore {
         Ok(self.state().nodes.get(node).cloned())
     }
 
+    fn node_with_ek(&self, ek_public: &[u8]) -> Result<Option<NodeId>, AttestStoreError> {
+        Ok(self
+            .state()
+            .nodes
+            .values()
+            .find(|r| r.ek_public == ek_public)
+            .map(|r| r.node.clone()))
+    }
+
     fn nodes(&self) -> Result<Vec<NodeRecord>, AttestStoreError> {
         Ok(self.state().nodes.values().cloned().collect())
     }

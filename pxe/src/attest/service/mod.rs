@@ -228,6 +228,15 @@ impl AttestService {
                 .into());
             }
         }
+        if let Some(owner) = self.store.node_with_ek(&req.ek_public)?
+            && owner != req.node
+        {
+            return Err(Refusal::EkInUse {
+                owner,
+                node: req.node.clone(),
+            }
+            .into());
+        }
         let mut state = self.ek_state(req, &ek)?;
         // An operator's approval survives re-enrollment with the same EK.
         if existing.is_some_and(|r| r.state == NodeState::Enrolled) {
@@ -307,6 +316,15 @@ impl AttestService {
             .is_some_and(|r| r.state == NodeState::Revoked)
         {
             return Err(Refusal::Revoked { node: session.node }.into());
+        }
+        if let Some(owner) = self.store.node_with_ek(&session.ek_public)?
+            && owner != session.node
+        {
+            return Err(Refusal::EkInUse {
+                owner,
+                node: session.node,
+            }
+            .into());
         }
         // Counters belong to the TPM (same EK), not to the AK.
         let last_clock = existing.and_then(|r| r.last_clock);

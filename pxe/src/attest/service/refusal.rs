@@ -33,6 +33,14 @@ pub enum Refusal {
         /// The node.
         node: NodeId,
     },
+    /// The EK is already enrolled for another node: one TPM, one node.
+    #[error("EK is already enrolled as node {owner}; node {node} cannot use it")]
+    EkInUse {
+        /// The node holding it.
+        owner: NodeId,
+        /// The node that asked.
+        node: NodeId,
+    },
     /// An operator revoked the node.
     #[error("node {node} is revoked")]
     Revoked {
@@ -190,6 +198,7 @@ impl Refusal {
             Refusal::UnsuitableEk(_) => "ek-unsuitable",
             Refusal::EkCertificate(_) => "ek-certificate",
             Refusal::EkChanged { .. } => "ek-changed",
+            Refusal::EkInUse { .. } => "ek-in-use",
             Refusal::Revoked { .. } => "node-revoked",
             Refusal::NotEnrolled { .. } => "node-not-enrolled",
             Refusal::SessionUnknown => "session-unknown",

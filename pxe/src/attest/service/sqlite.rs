@@ -40,6 +40,7 @@ const MIGRATIONS: &[&str] = &["
         restart_count INTEGER,
         safe          INTEGER
     ) STRICT;
+    CREATE INDEX attest_nodes_ek ON attest_nodes (ek_public);
     CREATE TABLE attest_nonces (
         nonce       BLOB PRIMARY KEY NOT NULL,
         node        TEXT NOT NULL,
@@ -312,6 +313,15 @@ impl AttestStore for SqliteAttestStore {
     fn node(&self, node: &NodeId) -> Result<Option<NodeRecord>, AttestStoreError> {
         let sql = format!("SELECT {NODE_COLUMNS} FROM attest_nodes WHERE node = ?1");
         Ok(self.select_nodes(&sql, &[&node.as_str()])?.pop())
+    }
+
+    fn node_with_ek(&self, ek_public: &[u8]) -> Result<Option<NodeId>, AttestStoreError> {
+        let found: Option<String> = self
+            .conn()
+            .prepare_cached("SELECT node FROM attest_nodes WHERE ek_public = ?1 LIMIT 1")
+            .and_then(|mut st| st.query_row([ek_public], |r| r.get(0)).optional())
+            .map_err(self.err("looking a node up by its EK"))?;
+        found.map(|n| self.node_id("attest_nodes", &n)).transpose()
     }
 
     fn nodes(&self) -> Result<Vec<NodeRecord>, AttestStoreError> {

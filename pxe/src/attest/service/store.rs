@@ -134,6 +134,8 @@ pub trait AttestStore: Send + Sync + std::fmt::Debug {
     fn take_session(&self, id: &[u8]) -> Result<Option<EnrollmentSession>, AttestStoreError>;
     /// The node's record.
     fn node(&self, node: &NodeId) -> Result<Option<NodeRecord>, AttestStoreError>;
+    /// The node enrolled with this EK (TPMT_PUBLIC bytes), if any.
+    fn node_with_ek(&self, ek_public: &[u8]) -> Result<Option<NodeId>, AttestStoreError>;
     /// Every node, by id.
     fn nodes(&self) -> Result<Vec<NodeRecord>, AttestStoreError>;
     /// Stores (inserts or replaces) a node's record.
