@@ -13,6 +13,8 @@ mod memory;
 mod refusal;
 mod sqlite;
 mod store;
+#[cfg(test)]
+mod store_tests;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -125,6 +127,9 @@ pub enum ServiceError {
 
 type Clock = Box<dyn Fn() -> SystemTime + Send + Sync>;
 
+/// A node's prepared AK, with the public bytes it was made from.
+type AkCache = HashMap<NodeId, (Vec<u8>, Arc<AkKey>)>;
+
 /// The attestation server.
 pub struct AttestService {
     store: Arc<dyn AttestStore>,
@@ -132,7 +137,7 @@ pub struct AttestService {
     config: AttestConfig,
     clock: Clock,
     /// Prepared AKs: key setup costs more than a verification.
-    aks: Mutex<HashMap<NodeId, (Vec<u8>, Arc<AkKey>)>>,
+    aks: Mutex<AkCache>,
     issued: AtomicU64,
 }
 
