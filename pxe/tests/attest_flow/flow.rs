@@ -158,3 +158,27 @@ fn sqlite_store_survives_a_server_restart() {
     assert!(matches!(verdict, Verdict::Attested { .. }), "{verdict:?}");
     assert_eq!(site.service.timeline(&id).unwrap().len(), 3);
 }
+
+#[test]
+fn real_ovmf_boot_log_is_attested() {
+    if !crate::swtpm::available() {
+        return;
+    }
+    // The captured firmware log, replayed into swtpm as OVMF extended it;
+    // the manifest predicts the captured UKI's digest and PCR 11.
+    let firmware = crate::support::Firmware::real();
+    let image = crate::support::SignedImage::new(&firmware, 1);
+    let site = Site::assemble(
+        firmware,
+        image,
+        local_ca_trust(),
+        Arc::new(ironrack_pxe::attest::service::MemoryStore::new()),
+    );
+    let (_sw, tpm) = site.booted_tpm();
+    let id = node("52:54:00:12:34:56");
+    let mut agent = NodeAgent::new(tpm, &site.service, id.clone());
+    agent.enroll().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let verdict = measured_boot(&mut agent, &site, dir.path()).unwrap();
+    assert!(matches!(verdict, Verdict::Attested { .. }), "{verdict:?}");
+}

@@ -79,6 +79,26 @@ impl Firmware {
         }
     }
 
+    /// The real OVMF + iPXE + UKI boot of the shared fixtures, with the
+    /// UKI's Authenticode digest from the fixture index.
+    pub fn real() -> Firmware {
+        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .map(|d| d.join("shared/fixtures"))
+            .find(|d| d.join("INDEX.md").is_file())
+            .expect("FIXTURE MISSING: shared/fixtures/INDEX.md above the crate");
+        let index = std::fs::read_to_string(dir.join("INDEX.md")).unwrap();
+        let row = index
+            .lines()
+            .find(|l| l.starts_with("| node.efi"))
+            .expect("node.efi row in INDEX.md");
+        let digest = row.split('|').nth(2).unwrap().trim();
+        Firmware {
+            uki_authenticode: ironrack_pxe::attest::image::hex32(digest).unwrap(),
+            log: std::fs::read(dir.join("ovmf-ipxe-uki.eventlog")).unwrap(),
+        }
+    }
+
     /// Extends the TPM as firmware would have, event by event.
     pub fn boot(&self, tpm: &mut Tpm<SwtpmSocket>) {
         extend_log(tpm, &self.log);
