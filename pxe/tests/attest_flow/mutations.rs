@@ -304,3 +304,51 @@ fn boot_without_the_manifests_uki_is_refused() {
     let err = measured_boot(&mut agent, &site, dir.path()).unwrap_err();
     assert_eq!(code(&err), "image-unknown");
 }
+
+#[test]
+fn agent_refuses_rollback_and_foreign_manifests() {
+    use ironrack_keys::Timestamp;
+    use ironrack_pxe::attest::image::{ImageError, ReleasedImage};
+
+    let firmware = Firmware::new();
+    let image = SignedImage::new(&firmware, 7);
+    let cause = |e: ImageError| match e {
+        ImageError::Verify(inner) => inner.to_string(),
+        other => panic!("expected a verification error, got {other}"),
+    };
+    // The node has already seen version 8 of this image.
+    let err = ReleasedImage::verify(
+        &image.trust,
+        &image.manifest,
+        &image.signature,
+        Some(8),
+        Timestamp::now(),
+    )
+    .unwrap_err();
+    assert!(cause(err).contains("rollback"));
+    // Signed by a key another site's trust root delegated to.
+    let other = SignedImage::new(&firmware, 7);
+    let err = ReleasedImage::verify(
+        &image.trust,
+        &other.manifest,
+        &other.signature,
+        None,
+        Timestamp::now(),
+    )
+    .unwrap_err();
+    assert!(cause(err).contains("key"), "unknown signing key");
+    // One byte of the manifest changed after signing.
+    let mut edited = image.manifest.clone();
+    let at = edited.iter().position(|&b| b == b'7').unwrap();
+    edited[at] = b'9';
+    assert!(
+        ReleasedImage::verify(
+            &image.trust,
+            &edited,
+            &image.signature,
+            None,
+            Timestamp::now()
+        )
+        .is_err()
+    );
+}
