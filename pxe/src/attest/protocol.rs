@@ -13,7 +13,10 @@
 //! Every answer body is a [`Response`] (JSON with a `type` field), so a
 //! client reads one shape whatever it asked; a refusal on any endpoint is a
 //! [`Verdict::Refused`] with a stable `code` and a sentence naming the
-//! check that failed.
+//! check that failed. Status codes: 200 for answers, 403 for refusals
+//! ([`Response::is_refusal`]), 400 for a body that does not decode
+//! ([`ProtocolError::response`], code `malformed`), 500 when the server's
+//! store fails (the agent retries).
 //!
 //! # Encoding
 //!
@@ -71,6 +74,17 @@ pub enum ProtocolError {
         /// The query string, shortened.
         query: String,
     },
+}
+
+impl ProtocolError {
+    /// The answer to a body that does not decode: a refusal with code
+    /// `malformed` and the decoder's message (HTTP 400).
+    pub fn response(&self) -> Response {
+        Response::Verdict(Verdict::Refused {
+            code: "malformed".into(),
+            reason: self.to_string(),
+        })
+    }
 }
 
 /// Binary data, base64 on the wire.
@@ -342,6 +356,13 @@ pub enum Response {
     Verdict(Verdict),
 }
 
+impl Response {
+    /// Whether this answer is a refusal (HTTP 403; anything else is 200).
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Response::Verdict(Verdict::Refused { .. }))
+    }
+}
+
 /// Every request, for transports that carry them as Rust values (tests,
 /// in-process) and to name the HTTP route of each.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -465,6 +486,10 @@ mod tests {
         let bad_node = r#"{"node":"../etc","session":"","secret":""}"#;
         let err = decode::<ActivateRequest>("activation", bad_node.as_bytes()).unwrap_err();
         assert!(err.to_string().contains("node id"), "{err}");
+        assert!(err.response().is_refusal());
+        let huge = vec![b' '; MAX_BODY + 1];
+        let err = decode::<ActivateRequest>("activation", &huge).unwrap_err();
+        assert!(matches!(err, ProtocolError::TooLarge { .. }), "{err}");
     }
 
     #[test]
