@@ -100,3 +100,104 @@ proptest! {
         prop_assert_eq!(back, r);
     }
 }
+
+mod service {
+    use std::sync::{Arc, OnceLock};
+
+    use ironrack_pxe::attest::ek::EkTrust;
+    use ironrack_pxe::attest::protocol::{
+        ActivateRequest, Bytes, EnrollRequest, ImageRef, NodeId, NonceRequest, PcrValue,
+        QuoteSubmission, Request, Response, Verdict,
+    };
+    use ironrack_pxe::attest::service::{AttestConfig, AttestService, ImageSet, MemoryStore};
+    use ironrack_pxe::attest::tpm::model::SimulatedTpm;
+    use ironrack_pxe::attest::tpm::{AkTemplate, PcrSelection};
+    use proptest::prelude::*;
+
+    /// A service with one enrolled node (a software TPM), made once.
+    fn site() -> &'static (AttestService, SimulatedTpm, NodeId) {
+        static SITE: OnceLock<(AttestService, SimulatedTpm, NodeId)> = OnceLock::new();
+        SITE.get_or_init(|| {
+            let tpm = SimulatedTpm::new(AkTemplate::EccP256).unwrap();
+            let service = AttestService::new(
+                Arc::new(MemoryStore::new()),
+                Arc::new(ImageSet::new()),
+                AttestConfig::new(EkTrust::new()),
+            );
+            let node = NodeId::new("fuzzed-node").unwrap();
+            let challenge = service
+                .enroll(&EnrollRequest {
+                    node: node.clone(),
+                    ek_public: Bytes(tpm.ek_public().to_bytes()),
+                    ek_certificate: None,
+                    ak_public: Bytes(tpm.ak_public().to_bytes()),
+                })
+                .unwrap();
+            let secret = tpm
+                .activate_credential(
+                    tpm.ak_name(),
+                    &challenge.id_object,
+                    &challenge.encrypted_secret,
+                )
+                .unwrap();
+            service
+                .activate(&ActivateRequest {
+                    node: node.clone(),
+                    session: challenge.session,
+                    secret: Bytes(secret),
+                })
+                .unwrap();
+            (service, tpm, node)
+        })
+    }
+
+    fn blob() -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(any::<u8>(), 0..300)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Hostile fields after a valid nonce (and, half the time, a real
+        /// quote): a refusal, never a panic, never `attested`.
+        #[test]
+        fn hostile_submissions_are_refused(
+            real_quote in any::<bool>(),
+            attest in blob(),
+            signature in blob(),
+            selection in blob(),
+            firmware_log in blob(),
+            agent_log in blob(),
+            values in prop::collection::vec((any::<u16>(), 0u32..24, blob()), 0..20),
+        ) {
+            let (service, tpm, node) = site();
+            let nonce = service.nonce(&NonceRequest { node: node.clone() }).unwrap().nonce;
+            let (attest, signature, selection) = if real_quote {
+                let sel = PcrSelection::sha256_boot();
+                let q = tpm.quote(&nonce, &sel).unwrap();
+                (q.attest, q.signature.to_bytes(), sel.to_bytes())
+            } else {
+                (attest, signature, selection)
+            };
+            let submission = QuoteSubmission {
+                node: node.clone(),
+                nonce,
+                attest: Bytes(attest),
+                signature: Bytes(signature),
+                pcr_selection: Bytes(selection),
+                pcrs: values
+                    .into_iter()
+                    .map(|(bank, pcr, value)| PcrValue { bank, pcr, value: Bytes(value) })
+                    .collect(),
+                firmware_log: Bytes(firmware_log),
+                agent_log: Bytes(agent_log),
+                image: ImageRef { name: "gpu-node".into(), version: 1 },
+            };
+            let answer = service.handle(&Request::Quote(Box::new(submission))).unwrap();
+            prop_assert!(
+                matches!(answer, Response::Verdict(Verdict::Refused { .. })),
+                "{:?}", answer
+            );
+        }
+    }
+}
