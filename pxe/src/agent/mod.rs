@@ -21,7 +21,7 @@ pub mod fetch;
 mod node;
 
 pub use fetch::{FetchError, FetchedFile, fetch_verified};
-pub use node::{FIRMWARE_LOG, NodeAgent};
+pub use node::{FIRMWARE_LOG, NodeAgent, read_firmware_log};
 
 use crate::attest::image::ImageError;
 use crate::attest::tpm::TpmError;

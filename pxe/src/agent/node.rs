@@ -19,6 +19,14 @@ use crate::attest::tpm::{
 /// Where Linux exposes the firmware's event log.
 pub const FIRMWARE_LOG: &str = "/sys/kernel/security/tpm0/binary_bios_measurements";
 
+/// Reads the firmware event log Linux exposes (see [`FIRMWARE_LOG`]).
+pub fn read_firmware_log(path: &Path) -> Result<Vec<u8>, AgentError> {
+    std::fs::read(path).map_err(|source| AgentError::FirmwareLog {
+        path: path.to_owned(),
+        source,
+    })
+}
+
 /// The node side of attestation over a TPM and a client.
 #[derive(Debug)]
 pub struct NodeAgent<T, C> {
@@ -175,14 +183,6 @@ impl<T: Transport, C: AttestClient> NodeAgent<T, C> {
     pub fn measure_image(&mut self, image: &ReleasedImage) -> Result<(), AgentError> {
         self.measure(AgentMeasurement::Manifest, image.manifest_sha256)?;
         self.measure(AgentMeasurement::Rootfs, image.rootfs_sha256)
-    }
-
-    /// Reads the firmware event log Linux exposes (see [`FIRMWARE_LOG`]).
-    pub fn read_firmware_log(path: &Path) -> Result<Vec<u8>, AgentError> {
-        std::fs::read(path).map_err(|source| AgentError::FirmwareLog {
-            path: path.to_owned(),
-            source,
-        })
     }
 
     /// Attests: a nonce, a quote over SHA-256 PCRs 0-15, the submission
