@@ -5,9 +5,11 @@
 //! server ([`net::dhcp`]), the TFTP server ([`net::tftp`]), HTTP boot
 //! ([`net::http`]), the signed image store ([`images`]), the inventory and
 //! boot timelines ([`inventory`], [`store`]), the `serve` process
-//! ([`server`]), the virtual rack for tests and demos ([`lab`]) and the
-//! attestation primitives ([`attest`]). See ARCHITECTURE.md for the map.
+//! ([`server`]), the virtual rack for tests and demos ([`lab`]), the
+//! attestation primitives, protocol and service ([`attest`]) and the node
+//! agent's library ([`agent`]). See ARCHITECTURE.md for the map.
 
+pub mod agent;
 pub mod attest;
 pub mod images;
 pub mod inventory;

@@ -7,6 +7,11 @@
 //!   agent's own measurement log (same layout, PCR 15).
 //! - [`tpm`]: a pure-Rust TPM 2.0 client (marshalling, commands, device and
 //!   swtpm transports) and a simulated TPM for load generation.
+//! - [`protocol`]: the messages between agent and server, and the routes.
+//! - [`image`]: a verified image manifest reduced to what attestation checks.
+//! - [`service`]: the server's state machine (enroll, activate, nonce,
+//!   quote, approve, revoke) over a store; the agent side is
+//!   [`crate::agent`].
 //!
 //! Enrollment (once per node):
 //! 1. agent: [`tpm::endorsement::endorsement_keys`] (EK public + EK
@@ -30,5 +35,8 @@
 pub mod credential;
 pub mod ek;
 pub mod eventlog;
+pub mod image;
+pub mod protocol;
 pub mod quote;
+pub mod service;
 pub mod tpm;

@@ -189,6 +189,17 @@ impl Swtpm {
         Swtpm { child, dir }
     }
 
+    /// Starts swtpm on a state manufactured for it alone: its own seeds
+    /// (so its own EK and AK) and its own local CA, i.e. another machine
+    /// from another vendor.
+    #[allow(dead_code)] // used by the attest_flow tests, not by tpm/
+    pub fn start_other() -> Swtpm {
+        let dir = tempfile::tempdir().unwrap();
+        manufacture(dir.path());
+        let child = spawn(dir.path());
+        Swtpm { child, dir }
+    }
+
     /// A power cycle: swtpm killed and started again on the same state
     /// (persistent objects and NV survive, PCRs and transient objects not).
     pub fn restart(&mut self) {

@@ -1,0 +1,144 @@
+//! The evidence of a verified quote against the signed image: the event
+//! logs must replay to the quoted PCRs, and what they show must be what
+//! the manifest says this image measures.
+//!
+//! Order: logs parse, the firmware log passes the event-log policy (no
+//! unknown types, data digests right) in every quoted PCR, replay equals
+//! every quoted PCR (firmware log for 0-14, agent log for 15), then the
+//! image policy: PCR 4 started the manifest's UKI, PCR 11 is the predicted
+//! value, PCR 15 holds exactly the manifest and rootfs digests.
+
+use crate::attest::eventlog::agent::{AGENT_PCR, AgentLog, AgentMeasurement};
+use crate::attest::eventlog::{self, AlgorithmId, EventLog, EventType, policy};
+use crate::attest::image::{ReleasedImage, hex32};
+use crate::attest::tpm::PcrValues;
+use crate::attest::tpm::constants::alg;
+
+use super::refusal::Refusal;
+
+/// PCRs every quote covers (SHA-256 bank).
+const QUOTED: std::ops::Range<u32> = 0..16;
+
+/// Checks the logs against the (already signature-verified) PCR values and
+/// the image.
+pub(crate) fn check(
+    image: &ReleasedImage,
+    pcrs: &PcrValues,
+    firmware_log: &[u8],
+    agent_log: &[u8],
+) -> Result<(), Refusal> {
+    let firmware = EventLog::parse(firmware_log).map_err(|source| Refusal::EventLog {
+        which: "firmware",
+        source,
+    })?;
+    policy::check(&firmware, eventlog::PcrSelection::range(QUOTED)).map_err(|source| {
+        Refusal::EventLog {
+            which: "firmware",
+            source,
+        }
+    })?;
+    if firmware.events_in(AGENT_PCR).any(|e| e.extends()) {
+        return Err(Refusal::FirmwareInAgentPcr { pcr: AGENT_PCR });
+    }
+    let agent = AgentLog::parse(agent_log).map_err(|source| Refusal::EventLog {
+        which: "agent",
+        source,
+    })?;
+    check_replay(&firmware, &agent, pcrs)?;
+    check_image(image, &firmware, &agent, pcrs)
+}
+
+fn check_replay(firmware: &EventLog, agent: &AgentLog, pcrs: &PcrValues) -> Result<(), Refusal> {
+    let banks = firmware.replay().map_err(|source| Refusal::EventLog {
+        which: "firmware",
+        source,
+    })?;
+    let Some(bank) = banks.sha256() else {
+        return Err(Refusal::Malformed {
+            what: "firmware event log",
+            reason: "it has no SHA-256 bank".into(),
+        });
+    };
+    let agent_pcr = agent.pcr_value();
+    for pcr in QUOTED {
+        let (which, replayed) = if pcr == AGENT_PCR {
+            ("agent", &agent_pcr[..])
+        } else {
+            let value = bank.value(pcr).map(|d| d.as_bytes()).unwrap_or_default();
+            ("firmware", value)
+        };
+        let quoted = pcrs.get(alg::SHA256, pcr).unwrap_or_default();
+        if quoted != replayed {
+            return Err(Refusal::PcrReplay {
+                pcr,
+                which,
+                quoted: hex::encode(quoted),
+                replayed: hex::encode(replayed),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn check_image(
+    image: &ReleasedImage,
+    firmware: &EventLog,
+    agent: &AgentLog,
+    pcrs: &PcrValues,
+) -> Result<(), Refusal> {
+    let Some(m) = &image.measurements else {
+        return Err(Refusal::ImageUnmeasured {
+            name: image.name.clone(),
+            version: image.version,
+        });
+    };
+    // Both parse: ReleasedImage checked them when it was made.
+    let authenticode = hex32(&m.uki_authenticode).unwrap_or_default();
+    let pcr11 = hex32(&m.pcr11).unwrap_or_default();
+    let uki_started = firmware.events_in(4).any(|e| {
+        e.event_type == EventType::EFI_BOOT_SERVICES_APPLICATION
+            && e.digest(AlgorithmId::SHA256)
+                .is_some_and(|d| d.as_bytes() == authenticode)
+    });
+    if !uki_started {
+        return Err(Refusal::UkiNotBooted {
+            expected: m.uki_authenticode.to_lowercase(),
+        });
+    }
+    let quoted11 = pcrs.get(alg::SHA256, 11).unwrap_or_default();
+    if quoted11 != pcr11 {
+        return Err(Refusal::Pcr11 {
+            expected: m.pcr11.to_lowercase(),
+            got: hex::encode(quoted11),
+        });
+    }
+    check_agent_log(image, agent)
+}
+
+fn check_agent_log(image: &ReleasedImage, agent: &AgentLog) -> Result<(), Refusal> {
+    let kinds: Vec<_> = agent.events.iter().map(|e| e.what.label()).collect();
+    let [manifest, rootfs] = agent.events.as_slice() else {
+        return Err(Refusal::AgentLogShape {
+            reason: format!("events {kinds:?}, expected [\"manifest\", \"rootfs\"]"),
+        });
+    };
+    if manifest.what != AgentMeasurement::Manifest || rootfs.what != AgentMeasurement::Rootfs {
+        return Err(Refusal::AgentLogShape {
+            reason: format!("events {kinds:?}, expected [\"manifest\", \"rootfs\"]"),
+        });
+    }
+    if manifest.sha256 != image.manifest_sha256 {
+        return Err(Refusal::AgentManifest {
+            expected: hex::encode(image.manifest_sha256),
+            got: hex::encode(manifest.sha256),
+        });
+    }
+    if rootfs.sha256 != image.rootfs_sha256 {
+        return Err(Refusal::AgentRootfs {
+            name: image.rootfs_name.clone(),
+            expected: hex::encode(image.rootfs_sha256),
+            got: hex::encode(rootfs.sha256),
+        });
+    }
+    Ok(())
+}

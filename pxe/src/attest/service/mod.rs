@@ -1,0 +1,598 @@
+//! The attestation server as a library: [`AttestService`] answers the four
+//! requests of [`crate::attest::protocol`] over an [`AttestStore`] and an
+//! [`ImageCatalog`]; the HTTP routes only decode, call and encode.
+//!
+//! States of a node: unknown → (enroll + activate) → `enrolled` when its EK
+//! certificate chains to an operator CA root, `pending` otherwise (no
+//! certificate, unknown CA) until [`AttestService::approve`]; `revoked`
+//! after [`AttestService::revoke`]. A pending node's quotes are checked in
+//! full but answered `pending`; only an enrolled node is ever `attested`.
+
+mod evidence;
+mod memory;
+mod refusal;
+mod sqlite;
+mod store;
+#[cfg(test)]
+mod store_tests;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest as _, Sha256};
+
+pub use memory::MemoryStore;
+pub use refusal::Refusal;
+pub use sqlite::SqliteAttestStore;
+pub use store::{
+    AttestStore, AttestStoreError, EnrollmentSession, IssuedNonce, NodeRecord, NodeState, NonceUse,
+    TimelineEntry,
+};
+
+use crate::attest::credential::make_credential;
+use crate::attest::ek::{EkError, EkTrust, verify_ek_certificate};
+use crate::attest::image::ReleasedImage;
+use crate::attest::protocol::{
+    ActivateRequest, Bytes, Challenge, EnrollRequest, ImageRef, NodeId, NonceRequest,
+    NonceResponse, QuoteSubmission, Request, Response, Verdict,
+};
+use crate::attest::quote::{AkKey, Expected, QuoteError, verify_quote};
+use crate::attest::tpm::wire::Reader;
+use crate::attest::tpm::{PcrSelection, PcrValues, Public, Signature};
+
+/// Signed images the server knows, by name and version.
+pub trait ImageCatalog: Send + Sync {
+    /// The image `name` at `version`, if the server has its signed manifest.
+    fn image(&self, name: &str, version: u64) -> Option<Arc<ReleasedImage>>;
+}
+
+/// An [`ImageCatalog`] in memory, filled by whoever loads the image store.
+#[derive(Debug, Default)]
+pub struct ImageSet {
+    images: RwLock<HashMap<(String, u64), Arc<ReleasedImage>>>,
+}
+
+impl ImageSet {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds (or replaces) a verified image.
+    pub fn insert(&self, image: ReleasedImage) {
+        let key = (image.name.clone(), image.version);
+        self.images
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, Arc::new(image));
+    }
+}
+
+impl ImageCatalog for ImageSet {
+    fn image(&self, name: &str, version: u64) -> Option<Arc<ReleasedImage>> {
+        self.images
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(name.to_owned(), version))
+            .cloned()
+    }
+}
+
+/// The service's settings.
+#[derive(Debug, Clone)]
+pub struct AttestConfig {
+    /// Operator CA roots (and intermediates) for EK certificates.
+    pub ek_trust: EkTrust,
+    /// Seconds a nonce stays valid.
+    pub nonce_ttl: u64,
+    /// Seconds an enrollment session stays open.
+    pub session_ttl: u64,
+}
+
+impl AttestConfig {
+    /// Defaults: nonces live 60 s, sessions 300 s.
+    pub fn new(ek_trust: EkTrust) -> Self {
+        AttestConfig {
+            ek_trust,
+            nonce_ttl: 60,
+            session_ttl: 300,
+        }
+    }
+}
+
+/// What a service call can end in besides its answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The request was refused; answer with [`Refusal::verdict`].
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// The store failed: a server error, the node should retry.
+    #[error(transparent)]
+    Store(#[from] AttestStoreError),
+    /// An operator command named a node the server does not know.
+    #[error("node {node} is not known to the attestation service")]
+    UnknownNode {
+        /// The node.
+        node: NodeId,
+    },
+    /// The OS random source failed.
+    #[error("random number generator failed: {reason}")]
+    Random {
+        /// The error.
+        reason: String,
+    },
+}
+
+type Clock = Box<dyn Fn() -> SystemTime + Send + Sync>;
+
+/// A node's prepared AK, with the public bytes it was made from.
+type AkCache = HashMap<NodeId, (Vec<u8>, Arc<AkKey>)>;
+
+/// The attestation server.
+pub struct AttestService {
+    store: Arc<dyn AttestStore>,
+    images: Arc<dyn ImageCatalog>,
+    config: AttestConfig,
+    clock: Clock,
+    /// Prepared AKs: key setup costs more than a verification.
+    aks: Mutex<AkCache>,
+    issued: AtomicU64,
+}
+
+impl std::fmt::Debug for AttestService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AttestService")
+            .field("store", &self.store)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Prune expired sessions and nonces every this many nonces.
+const PRUNE_EVERY: u64 = 256;
+
+fn random<const N: usize>() -> Result<[u8; N], ServiceError> {
+    let mut out = [0u8; N];
+    getrandom::fill(&mut out).map_err(|e| ServiceError::Random {
+        reason: e.to_string(),
+    })?;
+    Ok(out)
+}
+
+fn malformed(what: &'static str, reason: impl ToString) -> Refusal {
+    Refusal::Malformed {
+        what,
+        reason: reason.to_string(),
+    }
+}
+
+impl AttestService {
+    /// A service over `store` judging quotes against `images`.
+    pub fn new(
+        store: Arc<dyn AttestStore>,
+        images: Arc<dyn ImageCatalog>,
+        config: AttestConfig,
+    ) -> Self {
+        AttestService {
+            store,
+            images,
+            config,
+            clock: Box::new(SystemTime::now),
+            aks: Mutex::new(HashMap::new()),
+            issued: AtomicU64::new(0),
+        }
+    }
+
+    /// Replaces the clock (tests of expiry).
+    pub fn with_clock(mut self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
+        self.clock = Box::new(clock);
+        self
+    }
+
+    fn now(&self) -> u64 {
+        (self.clock)()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
+
+    /// Answers any request; refusals become [`Verdict::Refused`] answers,
+    /// so only server-side failures are errors.
+    pub fn handle(&self, request: &Request) -> Result<Response, ServiceError> {
+        let result = match request {
+            Request::Enroll(r) => self.enroll(r).map(Response::Challenge),
+            Request::Activate(r) => self.activate(r).map(Response::Verdict),
+            Request::Nonce(r) => self.nonce(r).map(Response::Nonce),
+            Request::Quote(r) => self.quote(r).map(Response::Verdict),
+        };
+        match result {
+            Err(ServiceError::Refused(refusal)) => Ok(Response::Verdict(refusal.verdict())),
+            other => other,
+        }
+    }
+
+    /// `POST /attest/enroll`: checks the keys and the EK certificate and
+    /// seals a credential to the EK for the AK.
+    pub fn enroll(&self, req: &EnrollRequest) -> Result<Challenge, ServiceError> {
+        let ek = Public::from_bytes(&req.ek_public).map_err(|e| malformed("ek-public", e))?;
+        let ak = Public::from_bytes(&req.ak_public).map_err(|e| malformed("ak-public", e))?;
+        let ak = AkKey::new(ak).map_err(Refusal::UnacceptableAk)?;
+        let existing = self.store.node(&req.node)?;
+        if let Some(record) = &existing {
+            if record.state == NodeState::Revoked {
+                return Err(Refusal::Revoked {
+                    node: req.node.clone(),
+                }
+                .into());
+            }
+            if record.ek_public != req.ek_public.0 {
+                return Err(Refusal::EkChanged {
+                    node: req.node.clone(),
+                }
+                .into());
+            }
+        }
+        if let Some(owner) = self.store.node_with_ek(&req.ek_public)?
+            && owner != req.node
+        {
+            return Err(Refusal::EkInUse {
+                owner,
+                node: req.node.clone(),
+            }
+            .into());
+        }
+        let mut state = self.ek_state(req, &ek)?;
+        // An operator's approval survives re-enrollment with the same EK.
+        if existing.is_some_and(|r| r.state == NodeState::Enrolled) {
+            state = NodeState::Enrolled;
+        }
+        let secret: [u8; 32] = random()?;
+        let credential = make_credential(&ek, ak.name(), &secret).map_err(Refusal::UnsuitableEk)?;
+        let id: [u8; 16] = random()?;
+        self.store.put_session(&EnrollmentSession {
+            id: id.to_vec(),
+            node: req.node.clone(),
+            ek_public: req.ek_public.0.clone(),
+            ak_public: req.ak_public.0.clone(),
+            secret_sha256: Sha256::digest(secret).into(),
+            state,
+            expires_at: self.now() + self.config.session_ttl,
+        })?;
+        tracing::info!(node = %req.node, "enrollment challenge issued");
+        Ok(Challenge {
+            session: Bytes(id.to_vec()),
+            id_object: Bytes(credential.id_object),
+            encrypted_secret: Bytes(credential.encrypted_secret),
+            expires_in: self.config.session_ttl,
+        })
+    }
+
+    /// What the EK certificate makes of the node: enrolled, pending, or a
+    /// refusal when the certificate is present but wrong.
+    fn ek_state(&self, req: &EnrollRequest, ek: &Public) -> Result<NodeState, Refusal> {
+        let Some(cert) = &req.ek_certificate else {
+            return Ok(NodeState::Pending {
+                reason: "TPM has no EK certificate; awaiting operator approval".into(),
+            });
+        };
+        match verify_ek_certificate(cert, ek, &self.config.ek_trust, (self.clock)()) {
+            Ok(info) => {
+                tracing::info!(node = %req.node, chain = ?info.chain, "EK certificate trusted");
+                Ok(NodeState::Enrolled)
+            }
+            Err(e @ EkError::UnknownIssuer { .. }) => Ok(NodeState::Pending {
+                reason: format!("{e}; awaiting operator approval"),
+            }),
+            Err(e) => Err(Refusal::EkCertificate(e)),
+        }
+    }
+
+    /// `POST /attest/activate`: the secret proves the AK shares the EK's
+    /// TPM; the AK is stored for the node.
+    pub fn activate(&self, req: &ActivateRequest) -> Result<Verdict, ServiceError> {
+        let session = self
+            .store
+            .take_session(&req.session)?
+            .ok_or(Refusal::SessionUnknown)?;
+        if session.node != req.node {
+            return Err(Refusal::SessionOtherNode {
+                owner: session.node,
+                node: req.node.clone(),
+            }
+            .into());
+        }
+        let now = self.now();
+        if session.expires_at < now {
+            return Err(Refusal::SessionExpired { node: session.node }.into());
+        }
+        if <[u8; 32]>::from(Sha256::digest(&req.secret)) != session.secret_sha256 {
+            self.note(
+                &req.node,
+                "refused",
+                Some("activation-secret"),
+                "wrong secret",
+            )?;
+            return Err(Refusal::WrongSecret { node: session.node }.into());
+        }
+        let existing = self.store.node(&req.node)?;
+        if existing
+            .as_ref()
+            .is_some_and(|r| r.state == NodeState::Revoked)
+        {
+            return Err(Refusal::Revoked { node: session.node }.into());
+        }
+        if let Some(owner) = self.store.node_with_ek(&session.ek_public)?
+            && owner != session.node
+        {
+            return Err(Refusal::EkInUse {
+                owner,
+                node: session.node,
+            }
+            .into());
+        }
+        // Counters belong to the TPM (same EK), not to the AK.
+        let last_clock = existing.and_then(|r| r.last_clock);
+        self.store.put_node(&NodeRecord {
+            node: session.node.clone(),
+            ek_public: session.ek_public,
+            ak_public: session.ak_public,
+            state: session.state.clone(),
+            last_clock,
+        })?;
+        let verdict = match session.state {
+            NodeState::Pending { reason } => Verdict::Pending {
+                node: session.node,
+                reason,
+            },
+            _ => Verdict::Enrolled { node: session.node },
+        };
+        self.record(&req.node, &verdict)?;
+        Ok(verdict)
+    }
+
+    /// `GET /attest/nonce`: a single-use nonce for an enrolled or pending node.
+    pub fn nonce(&self, req: &NonceRequest) -> Result<NonceResponse, ServiceError> {
+        self.known_node(&req.node)?;
+        let nonce: [u8; 32] = random()?;
+        let now = self.now();
+        self.store.put_nonce(&IssuedNonce {
+            nonce: nonce.to_vec(),
+            node: req.node.clone(),
+            expires_at: now + self.config.nonce_ttl,
+        })?;
+        if self.issued.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
+            self.store.prune(now)?;
+        }
+        Ok(NonceResponse {
+            nonce: Bytes(nonce.to_vec()),
+            expires_in: self.config.nonce_ttl,
+        })
+    }
+
+    fn known_node(&self, node: &NodeId) -> Result<NodeRecord, ServiceError> {
+        match self.store.node(node)? {
+            None => Err(Refusal::NotEnrolled { node: node.clone() }.into()),
+            Some(r) if r.state == NodeState::Revoked => {
+                Err(Refusal::Revoked { node: node.clone() }.into())
+            }
+            Some(r) => Ok(r),
+        }
+    }
+
+    /// `POST /attest/quote`: verifies the quote and its evidence against
+    /// the signed image; records the outcome in the node's timeline.
+    pub fn quote(&self, sub: &QuoteSubmission) -> Result<Verdict, ServiceError> {
+        let record = self.known_node(&sub.node)?;
+        let result = self.judge(&record, sub);
+        let verdict = match result {
+            Ok(v) => v,
+            Err(ServiceError::Refused(refusal)) => {
+                let Verdict::Refused { code, reason } = refusal.verdict() else {
+                    unreachable!("a refusal's verdict is Refused")
+                };
+                tracing::warn!(node = %sub.node, code, reason, "quote refused");
+                self.note(&sub.node, "refused", Some(&code), &reason)?;
+                return Err(refusal.into());
+            }
+            Err(other) => return Err(other),
+        };
+        self.record(&sub.node, &verdict)?;
+        Ok(verdict)
+    }
+
+    fn judge(&self, record: &NodeRecord, sub: &QuoteSubmission) -> Result<Verdict, ServiceError> {
+        self.consume_nonce(sub)?;
+        let signature =
+            Signature::from_bytes(&sub.signature).map_err(|e| malformed("signature", e))?;
+        let selection = parse_selection(&sub.pcr_selection)?;
+        let expected_selection = PcrSelection::sha256_boot();
+        if selection != expected_selection {
+            return Err(Refusal::Quote {
+                node: sub.node.clone(),
+                source: QuoteError::SelectionMismatch {
+                    expected: expected_selection.pairs(),
+                    got: selection.pairs(),
+                },
+            }
+            .into());
+        }
+        let pcrs = pcr_values(sub)?;
+        let ak = self.ak(record)?;
+        let verified = verify_quote(
+            &ak,
+            &sub.attest,
+            &signature,
+            &Expected {
+                nonce: &sub.nonce,
+                selection: &expected_selection,
+                pcrs: &pcrs,
+                previous: record.last_clock,
+            },
+        )
+        .map_err(|source| Refusal::Quote {
+            node: sub.node.clone(),
+            source,
+        })?;
+        let image = self
+            .images
+            .image(&sub.image.name, sub.image.version)
+            .ok_or_else(|| Refusal::ImageUnknown {
+                name: sub.image.name.clone(),
+                version: sub.image.version,
+            })?;
+        evidence::check(&image, &pcrs, &sub.firmware_log, &sub.agent_log)?;
+        self.store.put_node(&NodeRecord {
+            last_clock: Some(verified.clock_info),
+            ..record.clone()
+        })?;
+        Ok(match &record.state {
+            NodeState::Pending { reason } => Verdict::Pending {
+                node: sub.node.clone(),
+                reason: reason.clone(),
+            },
+            _ => Verdict::Attested {
+                node: sub.node.clone(),
+                image: ImageRef {
+                    name: image.name.clone(),
+                    version: image.version,
+                },
+            },
+        })
+    }
+
+    fn consume_nonce(&self, sub: &QuoteSubmission) -> Result<(), ServiceError> {
+        let issued = match self.store.consume_nonce(&sub.nonce)? {
+            NonceUse::Unknown => return Err(Refusal::NonceUnknown.into()),
+            NonceUse::Replayed(_) => return Err(Refusal::NonceReplayed.into()),
+            NonceUse::Fresh(issued) => issued,
+        };
+        if issued.node != sub.node {
+            return Err(Refusal::NonceOtherNode {
+                owner: issued.node,
+                node: sub.node.clone(),
+            }
+            .into());
+        }
+        if issued.expires_at < self.now() {
+            return Err(Refusal::NonceExpired.into());
+        }
+        Ok(())
+    }
+
+    fn ak(&self, record: &NodeRecord) -> Result<Arc<AkKey>, ServiceError> {
+        let mut aks = self.aks.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((bytes, key)) = aks.get(&record.node)
+            && *bytes == record.ak_public
+        {
+            return Ok(key.clone());
+        }
+        // The stored AK passed these checks at enrollment.
+        let public =
+            Public::from_bytes(&record.ak_public).map_err(|e| malformed("stored AK", e))?;
+        let key = Arc::new(AkKey::new(public).map_err(Refusal::UnacceptableAk)?);
+        aks.insert(record.node.clone(), (record.ak_public.clone(), key.clone()));
+        Ok(key)
+    }
+
+    /// Approves a pending node (`ironrack nodes approve`).
+    pub fn approve(&self, node: &NodeId) -> Result<(), ServiceError> {
+        self.set_state(node, NodeState::Enrolled, "approved")
+    }
+
+    /// Blocks a node (`ironrack nodes revoke`): no nonce, quote or
+    /// enrollment succeeds for it afterwards.
+    pub fn revoke(&self, node: &NodeId) -> Result<(), ServiceError> {
+        self.set_state(node, NodeState::Revoked, "revoked")
+    }
+
+    fn set_state(&self, node: &NodeId, state: NodeState, what: &str) -> Result<(), ServiceError> {
+        let mut record = self
+            .store
+            .node(node)?
+            .ok_or_else(|| ServiceError::UnknownNode { node: node.clone() })?;
+        record.state = state;
+        self.store.put_node(&record)?;
+        tracing::info!(node = %node, what, "node state changed by operator");
+        self.note(node, what, None, "by operator")
+    }
+
+    /// Every node the service knows.
+    pub fn nodes(&self) -> Result<Vec<NodeRecord>, ServiceError> {
+        Ok(self.store.nodes()?)
+    }
+
+    /// A node's timeline, oldest first.
+    pub fn timeline(&self, node: &NodeId) -> Result<Vec<TimelineEntry>, ServiceError> {
+        Ok(self.store.timeline(node)?)
+    }
+
+    /// Deletes expired sessions and nonces; returns how many.
+    pub fn prune(&self) -> Result<usize, ServiceError> {
+        Ok(self.store.prune(self.now())?)
+    }
+
+    fn record(&self, node: &NodeId, verdict: &Verdict) -> Result<(), ServiceError> {
+        let (status, detail) = match verdict {
+            Verdict::Enrolled { .. } => ("enrolled", String::new()),
+            Verdict::Attested { image, .. } => {
+                ("attested", format!("{} v{}", image.name, image.version))
+            }
+            Verdict::Pending { reason, .. } => ("pending", reason.clone()),
+            Verdict::Refused { reason, .. } => ("refused", reason.clone()),
+        };
+        tracing::info!(node = %node, status, detail, "attestation verdict");
+        self.note(node, status, None, &detail)
+    }
+
+    fn note(
+        &self,
+        node: &NodeId,
+        status: &str,
+        code: Option<&str>,
+        detail: &str,
+    ) -> Result<(), ServiceError> {
+        self.store.append_timeline(
+            node,
+            &TimelineEntry {
+                at: self.now(),
+                status: status.to_owned(),
+                code: code.map(str::to_owned),
+                detail: detail.to_owned(),
+            },
+        )?;
+        Ok(())
+    }
+}
+
+/// The service called directly, without a network in between.
+impl crate::attest::protocol::AttestClient for &AttestService {
+    fn call(
+        &mut self,
+        request: &Request,
+    ) -> Result<Response, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(self.handle(request)?)
+    }
+}
+
+fn parse_selection(bytes: &[u8]) -> Result<PcrSelection, Refusal> {
+    let mut r = Reader::new(bytes);
+    let selection = PcrSelection::read(&mut r).map_err(|e| malformed("pcr-selection", e))?;
+    r.finish("TPML_PCR_SELECTION")
+        .map_err(|e| malformed("pcr-selection", e))?;
+    Ok(selection)
+}
+
+fn pcr_values(sub: &QuoteSubmission) -> Result<PcrValues, Refusal> {
+    let mut pcrs = PcrValues::new();
+    for v in &sub.pcrs {
+        if pcrs.get(v.bank, v.pcr).is_some() {
+            return Err(malformed(
+                "pcrs",
+                format!("PCR {} of bank {:#06x} given twice", v.pcr, v.bank),
+            ));
+        }
+        pcrs.insert(v.bank, v.pcr, v.value.0.clone());
+    }
+    Ok(pcrs)
+}

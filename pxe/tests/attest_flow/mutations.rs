@@ -1,0 +1,354 @@
+//! Every way a node (or something between it and the server) can lie,
+//! each refused with its own code and a reason naming what is wrong.
+
+use std::sync::atomic::Ordering;
+
+use ironrack_pxe::agent::{AgentError, NodeAgent, fetch_verified};
+use ironrack_pxe::attest::eventlog::agent::{AgentLog, AgentMeasurement};
+use ironrack_pxe::attest::protocol::{Bytes, Request, Response, Verdict};
+use ironrack_pxe::attest::tpm::constants::alg;
+use ironrack_pxe::attest::tpm::{PcrSelection, SwtpmSocket};
+use sha2::{Digest as _, Sha256};
+
+use crate::support::{
+    Firmware, ROOTFS, SignedImage, Site, Tamper, local_ca_trust, measured_boot, node,
+};
+
+/// The refusal code of an agent error.
+fn code(err: &AgentError) -> &str {
+    match err {
+        AgentError::Refused { code, .. } => code,
+        other => panic!("expected a refusal, got: {other}"),
+    }
+}
+
+fn reason(err: &AgentError) -> String {
+    match err {
+        AgentError::Refused { reason, .. } => reason.clone(),
+        other => panic!("expected a refusal, got: {other}"),
+    }
+}
+
+#[test]
+fn wrong_activation_secret_is_refused() {
+    if !crate::swtpm::available() {
+        return;
+    }
+    let site = Site::new(local_ca_trust());
+    let (_sw, tpm) = site.booted_tpm();
+    let id = node("52:54:00:00:00:10");
+    let client = Tamper::new(&site.service, |r| {
+        if let Request::Activate(a) = r {
+            a.secret.0[0] ^= 1;
+        }
+    });
+    let mut agent = NodeAgent::new(tpm, client, id.clone());
+    let err = agent.enroll().unwrap_err();
+    assert_eq!(code(&err), "activation-secret");
+    assert!(reason(&err).contains("52:54:00:00:00:10"), "{err}");
+    // Nothing was stored: the node gets no nonce.
+    let err = agent
+        .attest(&site.firmware.log, site.image.image_ref())
+        .unwrap_err();
+    assert_eq!(code(&err), "node-not-enrolled");
+    assert!(site.service.nodes().unwrap().is_empty());
+}
+
+#[test]
+fn replayed_and_expired_nonces_are_refused() {
+    if !crate::swtpm::available() {
+        return;
+    }
+    let site = Site::new(local_ca_trust());
+    let (_sw, tpm) = site.booted_tpm();
+    let id = node("52:54:00:00:00:11");
+    let expire = std::cell::Cell::new(false);
+    let client = Tamper::new(&site.service, |r| {
+        if matches!(r, Request::Quote(_)) && expire.get() {
+            site.skew.fetch_add(61, Ordering::Relaxed);
+        }
+    });
+    let submissions = client.submissions.clone();
+    let mut agent = NodeAgent::new(tpm, client, id.clone());
+    agent.enroll().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    measured_boot(&mut agent, &site, dir.path()).unwrap();
+
+    // The same, valid, submission sent again.
+    let replay = submissions.lock().unwrap()[0].clone();
+    let answer = site
+        .service
+        .handle(&Request::Quote(Box::new(replay.clone())))
+        .unwrap();
+    let Response::Verdict(Verdict::Refused { code: refused, .. }) = answer else {
+        panic!("replay accepted: {answer:?}");
+    };
+    assert_eq!(refused, "nonce-replayed");
+
+    // A nonce nobody issued.
+    let mut forged = replay;
+    forged.nonce = Bytes(vec![7; 32]);
+    let answer = site
+        .service
+        .handle(&Request::Quote(Box::new(forged)))
+        .unwrap();
+    assert!(
+        matches!(&answer, Response::Verdict(Verdict::Refused { code, .. }) if code == "nonce-unknown"),
+        "{answer:?}"
+    );
+
+    // A quote arriving after the nonce's lifetime.
+    expire.set(true);
+    let err = agent
+        .attest(&site.firmware.log, site.image.image_ref())
+        .unwrap_err();
+    assert_eq!(code(&err), "nonce-expired");
+    let timeline = site.service.timeline(&id).unwrap();
+    assert_eq!(
+        timeline.last().unwrap().code.as_deref(),
+        Some("nonce-expired")
+    );
+}
+
+/// An enrolled agent on a booted swtpm, with a client that edits quotes.
+fn enrolled<'a>(
+    site: &'a Site,
+    id: &str,
+    edit: impl FnMut(&mut Request) + 'a,
+) -> (crate::swtpm::Swtpm, NodeAgent<SwtpmSocket, Tamper<'a>>) {
+    let (sw, tpm) = site.booted_tpm();
+    let mut agent = NodeAgent::new(tpm, Tamper::new(&site.service, edit), node(id));
+    agent.enroll().unwrap();
+    (sw, agent)
+}
+
+#[test]
+fn edited_agent_log_is_refused_naming_pcr_15() {
+    if !crate::swtpm::available() {
+        return;
+    }
+    let site = Site::new(local_ca_trust());
+    let released = site.image.released();
+    let other_rootfs: [u8; 32] = Sha256::digest(b"another rootfs").into();
+    // The node measured the real image but claims another rootfs.
+    let (_sw, mut agent) = enrolled(&site, "n-log", |r| {
+        if let Request::Quote(q) = r {
+            q.agent_log =
+                Bytes(AgentLog::expected(released.manifest_sha256, other_rootfs).to_bytes());
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let err = measured_boot(&mut agent, &site, dir.path()).unwrap_err();
+    assert_eq!(code(&err), "pcr-replay");
+    assert!(reason(&err).contains("PCR 15"), "{err}");
+    assert!(reason(&err).contains("agent event log"), "{err}");
+
+    // The events swapped: same digests, other order. (One site per node:
+    // the swtpm copies share one EK, and an EK belongs to one node.)
+    let site = Site::new(local_ca_trust());
+    let (_sw, mut agent) = enrolled(&site, "n-order", |r| {
+        if let Request::Quote(q) = r {
+            let mut log = AgentLog::parse(&q.agent_log).unwrap();
+            log.events.reverse();
+            q.agent_log = Bytes(log.to_bytes());
+        }
+    });
+    let err = measured_boot(&mut agent, &site, dir.path()).unwrap_err();
+    assert_eq!(code(&err), "pcr-replay");
+
+    // A firmware log byte flipped inside an event's digest.
+    let site = Site::new(local_ca_trust());
+    let (_sw, mut agent) = enrolled(&site, "n-fw", |r| {
+        if let Request::Quote(q) = r {
+            let last = q.firmware_log.0.len() - 20;
+            q.firmware_log.0[last] ^= 0x80;
+        }
+    });
+    let err = measured_boot(&mut agent, &site, dir.path()).unwrap_err();
+    assert!(["pcr-replay", "event-log"].contains(&code(&err)), "{err}");
+}
+
+#[test]
+fn wrong_rootfs_measured_is_refused_naming_it() {
+    if !crate::swtpm::available() {
+        return;
+    }
+    let site = Site::new(local_ca_trust());
+    let (_sw, mut agent) = enrolled(&site, "n-rootfs", |_| {});
+    let released = site.image.released();
+    // Consistent log and PCR, but not the manifest's rootfs.
+    agent
+        .measure(AgentMeasurement::Manifest, released.manifest_sha256)
+        .unwrap();
+    agent
+        .measure(AgentMeasurement::Rootfs, Sha256::digest(b"tampered").into())
+        .unwrap();
+    let err = agent
+        .attest(&site.firmware.log, site.image.image_ref())
+        .unwrap_err();
+    assert_eq!(code(&err), "agent-rootfs");
+    assert!(reason(&err).contains(ROOTFS), "{err}");
+    assert!(
+        reason(&err).contains(&hex::encode(released.rootfs_sha256)),
+        "{err}"
+    );
+
+    // Only the manifest measured: the shape is wrong.
+    let site = Site::new(local_ca_trust());
+    let (_sw, mut agent) = enrolled(&site, "n-short", |_| {});
+    agent
+        .measure(AgentMeasurement::Manifest, released.manifest_sha256)
+        .unwrap();
+    let err = agent
+        .attest(&site.firmware.log, site.image.image_ref())
+        .unwrap_err();
+    assert_eq!(code(&err), "agent-log");
+}
+
+#[test]
+fn rootfs_flipped_on_the_server_is_never_measured() {
+    if !crate::swtpm::available() {
+        return;
+    }
+    let site = Site::new(local_ca_trust());
+    let (_sw, mut agent) = enrolled(&site, "n-flip", |_| {});
+    let released = site.image.released();
+    let mut served = site.image.rootfs.clone();
+    served[1234] ^= 0x01;
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join(ROOTFS);
+    let err = fetch_verified(
+        &served[..],
+        ROOTFS,
+        released.rootfs_size,
+        released.rootfs_sha256,
+        &dest,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("rootfs.squashfs: SHA-256 is"),
+        "{err}"
+    );
+    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
+    // Nothing was extended.
+    let pcrs = agent.tpm().pcr_read(&PcrSelection::sha256_boot()).unwrap();
+    assert_eq!(pcrs.get(alg::SHA256, 15).unwrap(), [0u8; 32]);
+}
+
+#[test]
+fn quote_by_another_nodes_ak_is_refused() {
+    if !crate::swtpm::available() {
+        return;
+    }
+    // No EK roots: both nodes enroll pending (quotes are still checked in
+    // full, signature first).
+    let site = Site::new(ironrack_pxe::attest::ek::EkTrust::new());
+    // Node A: another machine (own seeds, own local CA).
+    let sw_a = crate::swtpm::Swtpm::start_other();
+    let mut tpm_a = sw_a.connect();
+    tpm_a.startup().unwrap();
+    site.firmware.boot(&mut tpm_a);
+    let mut agent_a = NodeAgent::new(tpm_a, Tamper::new(&site.service, |_| {}), node("node-a"));
+    assert!(matches!(agent_a.enroll().unwrap(), Verdict::Pending { .. }));
+    let (_sw_b, _agent_b) = enrolled(&site, "node-b", |_| {});
+
+    // One TPM cannot enroll as a second node.
+    let (_sw_c, tpm_c) = site.booted_tpm();
+    let mut agent_c = NodeAgent::new(tpm_c, Tamper::new(&site.service, |_| {}), node("node-c"));
+    let err = agent_c.enroll().unwrap_err();
+    assert_eq!(code(&err), "ek-in-use");
+    assert!(reason(&err).contains("node-b"), "{err}");
+
+    // Node A's TPM answers in node B's name.
+    let mut impostor = NodeAgent::new(
+        agent_a.into_tpm(),
+        Tamper::new(&site.service, |_| {}),
+        node("node-b"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let err = measured_boot(&mut impostor, &site, dir.path()).unwrap_err();
+    assert_eq!(code(&err), "quote-signature");
+    assert!(reason(&err).contains("node-b"), "{err}");
+}
+
+#[test]
+fn boot_without_the_manifests_uki_is_refused() {
+    if !crate::swtpm::available() {
+        return;
+    }
+    // The manifest predicts one UKI; the node's firmware started another.
+    let predicted = Firmware::new();
+    let image = SignedImage::new(&predicted, 7);
+    let site = Site::assemble(
+        Firmware::with_uki(Sha256::digest(b"another UKI").into()),
+        image,
+        local_ca_trust(),
+        std::sync::Arc::new(ironrack_pxe::attest::service::MemoryStore::new()),
+    );
+    let (_sw, mut agent) = enrolled(&site, "n-uki", |_| {});
+    let dir = tempfile::tempdir().unwrap();
+    let err = measured_boot(&mut agent, &site, dir.path()).unwrap_err();
+    assert_eq!(code(&err), "pcr4-uki");
+    assert!(
+        reason(&err).contains(&hex::encode(predicted.uki_authenticode)),
+        "{err}"
+    );
+
+    // An image version the server never saw signed.
+    let site = Site::new(local_ca_trust());
+    let (_sw, mut agent) = enrolled(&site, "n-version", |r| {
+        if let Request::Quote(q) = r {
+            q.image.version = 6;
+        }
+    });
+    let err = measured_boot(&mut agent, &site, dir.path()).unwrap_err();
+    assert_eq!(code(&err), "image-unknown");
+}
+
+#[test]
+fn agent_refuses_rollback_and_foreign_manifests() {
+    use ironrack_keys::Timestamp;
+    use ironrack_pxe::attest::image::{ImageError, ReleasedImage};
+
+    let firmware = Firmware::new();
+    let image = SignedImage::new(&firmware, 7);
+    let cause = |e: ImageError| match e {
+        ImageError::Verify(inner) => inner.to_string(),
+        other => panic!("expected a verification error, got {other}"),
+    };
+    // The node has already seen version 8 of this image.
+    let err = ReleasedImage::verify(
+        &image.trust,
+        &image.manifest,
+        &image.signature,
+        Some(8),
+        Timestamp::now(),
+    )
+    .unwrap_err();
+    assert!(cause(err).contains("rollback"));
+    // Signed by a key another site's trust root delegated to.
+    let other = SignedImage::new(&firmware, 7);
+    let err = ReleasedImage::verify(
+        &image.trust,
+        &other.manifest,
+        &other.signature,
+        None,
+        Timestamp::now(),
+    )
+    .unwrap_err();
+    assert!(cause(err).contains("key"), "unknown signing key");
+    // One byte of the manifest changed after signing.
+    let mut edited = image.manifest.clone();
+    let at = edited.iter().position(|&b| b == b'7').unwrap();
+    edited[at] = b'9';
+    assert!(
+        ReleasedImage::verify(
+            &image.trust,
+            &edited,
+            &image.signature,
+            None,
+            Timestamp::now()
+        )
+        .is_err()
+    );
+}
