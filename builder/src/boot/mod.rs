@@ -6,7 +6,13 @@
 //!   PCR 12 from the command line iPXE passes, PCR 9 from the Linux EFI
 //!   stub) and the SHA-256 extend arithmetic.
 //! - [`pe_fixture`]: minimal PE images made in code, for tests.
+//! - [`kmod`]: kernel modules (modinfo, signatures, symbols, CRCs) and the
+//!   check that a set loads into a kernel; modules.dep and closures.
+//! - [`elf`]: userspace ELF (DT_NEEDED, SONAME, static or not) and the
+//!   library closure inside an image root.
 
+pub mod elf;
+pub mod kmod;
 pub mod measure;
 pub mod pe;
 pub mod pe_fixture;

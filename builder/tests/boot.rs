@@ -1,0 +1,12 @@
+//! Boot artifacts against the real thing: kernel modules of the Debian
+//! cloud kernel checked against its headers and kmod's tools, userspace
+//! closures of real NVIDIA packages, cpio archives read by GNU cpio and
+//! the kernel, UKIs read by objdump/sbverify and booted under qemu.
+
+mod boot {
+    pub mod debs;
+    pub mod kmod_depmod;
+    pub mod kmod_fixture;
+    pub mod kmod_props;
+    pub mod kmod_real;
+}
