@@ -5,6 +5,9 @@
 
 mod boot {
     pub mod debs;
+    pub mod elf_generated;
+    pub mod elf_props;
+    pub mod elf_real;
     pub mod kmod_depmod;
     pub mod kmod_fixture;
     pub mod kmod_props;

@@ -21,17 +21,29 @@ pub const OTHER_RELEASE: &str = "6.1.0-56-cloud-amd64";
 /// Its package version.
 pub const OTHER_VERSION: &str = "6.1.192-2";
 /// The NVIDIA userspace release of the closure tests.
-#[allow(dead_code)]
 pub const NVIDIA_VERSION: &str = "535.261.03-1";
 
 /// Which apt sources a package comes from.
 #[derive(Clone, Copy, PartialEq, Eq)]
-#[allow(dead_code)]
 pub enum Sources {
     /// The host's configuration (main).
     Host,
     /// main, contrib, non-free, non-free-firmware (private configuration).
     NonFree,
+}
+
+/// True, with a loud SKIP line, when not root. Written to stderr directly
+/// so the harness's capture does not swallow it.
+pub fn skip_unless_root(test: &str, why: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return false;
+    }
+    use std::io::Write as _;
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "SKIP {test}: {why} needs root (CI runs as root) *** NOT TESTED ***"
+    );
+    true
 }
 
 pub fn run(cmd: &mut Command) -> std::process::Output {

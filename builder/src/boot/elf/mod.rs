@@ -4,6 +4,7 @@
 //!
 //! - [`ElfInfo::read`] / [`ElfInfo::parse`]: one file.
 //! - [`ImageRoot`]: paths inside an image, symlinks resolved in the root.
+//! - [`fixture`]: small ELF files made in code, for tests.
 //! - [`check_closure`]: resolves every DT_NEEDED of a set of files (and
 //!   their libraries, transitively) the way glibc's ld.so would inside the
 //!   image, and names each missing library with the file that needs it.
@@ -13,6 +14,7 @@
 //! read from the raw dynamic string table (lossy UTF-8, never a panic).
 
 mod closure;
+pub mod fixture;
 mod root;
 
 use std::path::{Path, PathBuf};
