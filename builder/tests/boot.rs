@@ -4,6 +4,8 @@
 //! the kernel, UKIs read by objdump/sbverify and booted under qemu.
 
 mod boot {
+    pub mod cpio_props;
+    pub mod cpio_tools;
     pub mod debs;
     pub mod elf_generated;
     pub mod elf_props;

@@ -8,9 +8,12 @@
 //! - [`pe_fixture`]: minimal PE images made in code, for tests.
 //! - [`kmod`]: kernel modules (modinfo, signatures, symbols, CRCs) and the
 //!   check that a set loads into a kernel; modules.dep and closures.
+//! - [`cpio`]: deterministic cpio `newc` archives (initramfs) and their
+//!   compression.
 //! - [`elf`]: userspace ELF (DT_NEEDED, SONAME, static or not) and the
 //!   library closure inside an image root.
 
+pub mod cpio;
 pub mod elf;
 pub mod kmod;
 pub mod measure;
