@@ -4,6 +4,7 @@
 //! the kernel, UKIs read by objdump/sbverify and booted under qemu.
 
 mod boot {
+    pub mod artifacts;
     pub mod cpio_props;
     pub mod cpio_tools;
     pub mod debs;
@@ -14,4 +15,6 @@ mod boot {
     pub mod kmod_fixture;
     pub mod kmod_props;
     pub mod kmod_real;
+    pub mod qemu;
+    pub mod uki_real;
 }

@@ -151,13 +151,28 @@ pub fn root(key: &str, packages: &[&str], sources: Sources) -> PathBuf {
     dir
 }
 
-/// The cloud kernel image package at [`KERNEL_VERSION`].
+/// An image-like root: the cloud kernel package at [`KERNEL_VERSION`] and
+/// busybox-static (what the initramfs takes from the image).
 pub fn kernel_root() -> PathBuf {
     root(
-        "kernel-50",
-        &[&format!("linux-image-{RELEASE}={KERNEL_VERSION}")],
+        "kernel-50-busybox",
+        &[
+            &format!("linux-image-{RELEASE}={KERNEL_VERSION}"),
+            "busybox-static",
+        ],
         Sources::Host,
     )
+}
+
+/// Debian 12's systemd-stub.
+pub fn stub() -> PathBuf {
+    root("systemd-boot-efi", &["systemd-boot-efi"], Sources::Host)
+        .join("usr/lib/systemd/boot/efi/linuxx64.efi.stub")
+}
+
+/// The kernel image (signed EFI PE) of [`kernel_root`].
+pub fn vmlinuz() -> PathBuf {
+    kernel_root().join(format!("boot/vmlinuz-{RELEASE}"))
 }
 
 /// The headers flavour directory of a release.

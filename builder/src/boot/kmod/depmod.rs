@@ -208,18 +208,22 @@ impl ModuleTree {
         rank
     }
 
-    /// Writes `modules.dep`, `modules.alias`, `modules.softdep` and
-    /// `modules.builtin` for the modules in `names` (plus the builtin list)
-    /// into `out` (a release directory of another tree), in depmod's text
-    /// formats, deterministically.
-    pub fn write_indexes(&self, names: &BTreeSet<String>, out: &Path) -> Result<(), KmodError> {
-        let files = [
+    /// The text of `modules.dep`, `modules.alias`, `modules.softdep` and
+    /// `modules.builtin` for the modules in `names` (plus the builtin
+    /// list), in depmod's formats, deterministically.
+    pub fn index_files(&self, names: &BTreeSet<String>) -> [(&'static str, String); 4] {
+        [
             ("modules.dep", self.modules_dep(names)),
             ("modules.alias", self.modules_alias(names)),
             ("modules.softdep", self.modules_softdep(names)),
             ("modules.builtin", self.modules_builtin()),
-        ];
-        for (name, text) in files {
+        ]
+    }
+
+    /// Writes [`ModuleTree::index_files`] into `out` (a release directory
+    /// of another tree).
+    pub fn write_indexes(&self, names: &BTreeSet<String>, out: &Path) -> Result<(), KmodError> {
+        for (name, text) in self.index_files(names) {
             let path = out.join(name);
             std::fs::write(&path, text).map_err(|source| KmodError::Read { path, source })?;
         }
