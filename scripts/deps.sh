@@ -26,6 +26,14 @@ packages=(
   # repositories; gpgv + the Debian keyring verify the InRelease text we
   # extract; lz4 reads apt lists stored lz4-compressed (also bench-index.sh)
   dpkg apt gpgv debian-archive-keyring lz4 xz-utils
+  # builder tests/boot: GNU cpio writes/extracts archives compared with ours,
+  # lsinitramfs (initramfs-tools-core) lists them, zstd/gzip decompress them;
+  # kmod's modinfo/depmod/modprobe read real modules and our indexes; gcc +
+  # libc6-dev build static, static-pie and dynamic programs for the ELF
+  # checks; sbsigntool + openssl sign the UKI and check the signed digest.
+  # (qemu, ovmf, swtpm above also boot the UKI; systemd-boot-efi and the
+  # kernel are fetched with apt-get download, not installed.)
+  cpio initramfs-tools-core zstd gzip kmod gcc libc6-dev sbsigntool openssl
 )
 
 missing=()

@@ -11,6 +11,7 @@ mod boot {
     pub mod elf_generated;
     pub mod elf_props;
     pub mod elf_real;
+    pub mod initramfs_real;
     pub mod kmod_depmod;
     pub mod kmod_fixture;
     pub mod kmod_props;

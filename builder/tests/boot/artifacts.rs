@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::OnceLock;
 
-use ironrack_builder::boot::cpio::Compression;
+use ironrack_builder::boot::cpio::{Compression, DEFAULT_COMPRESSION};
 use ironrack_builder::boot::elf::ImageRoot;
 use ironrack_builder::boot::initramfs::{self, InitProgram, InitramfsSpec};
 use ironrack_builder::boot::uki::{UkiInputs, build_uki};
@@ -63,7 +63,13 @@ pub fn initrd() -> &'static [u8] {
     INITRD.get_or_init(|| {
         let root = ImageRoot::new(debs::kernel_root());
         let initramfs = initramfs::assemble(&root, &spec()).unwrap();
-        initramfs.to_bytes(Compression::Zstd(15)).unwrap()
+        // The plain archive is kept for scripts/bench-initramfs.sh.
+        let raw = initramfs.to_bytes(Compression::None).unwrap();
+        let _ = std::fs::write(
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("boot-initramfs.cpio"),
+            raw,
+        );
+        initramfs.to_bytes(DEFAULT_COMPRESSION).unwrap()
     })
 }
 

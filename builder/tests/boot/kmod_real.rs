@@ -11,7 +11,9 @@ use std::sync::OnceLock;
 
 use ironrack_builder::boot::elf::ImageRoot;
 use ironrack_builder::boot::kmod::depmod::ModuleTree;
-use ironrack_builder::boot::kmod::{ExportSource, KernelAbi, Module, ModuleProblem, check_modules};
+use ironrack_builder::boot::kmod::{
+    ExportSource, KernelAbi, KmodError, Module, ModuleProblem, check_modules,
+};
 
 use super::debs::{self, KERNEL_VERSION, OTHER_RELEASE, OTHER_VERSION, RELEASE, run};
 
@@ -71,6 +73,18 @@ fn in_tree_modules_check_clean_against_their_kernel() {
             "{}",
             module.path.display()
         );
+    }
+}
+
+#[test]
+fn debian_system_map_is_a_placeholder_and_says_so() {
+    // Without the headers package there is /boot/System.map, which Debian
+    // ships as a one-line pointer to the -dbg package.
+    match KernelAbi::from_image(&debs::kernel_root(), RELEASE) {
+        Err(KmodError::NoExports { path }) => {
+            assert!(path.ends_with(format!("boot/System.map-{RELEASE}")))
+        }
+        other => panic!("{other:?}"),
     }
 }
 

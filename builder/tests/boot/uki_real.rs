@@ -189,7 +189,7 @@ fn same_inputs_same_bytes() {
     let root = ironrack_builder::boot::elf::ImageRoot::new(debs::kernel_root());
     let again = ironrack_builder::boot::initramfs::assemble(&root, &artifacts::spec())
         .unwrap()
-        .to_bytes(ironrack_builder::boot::cpio::Compression::Zstd(15))
+        .to_bytes(ironrack_builder::boot::cpio::DEFAULT_COMPRESSION)
         .unwrap();
     assert_eq!(first, again, "initramfs");
     let stub = read(&debs::stub());

@@ -8,7 +8,10 @@
 //!   export of vmlinux and of every in-tree module);
 //! - the image's `/boot/config-REL` and `/boot/System.map-REL`: names of
 //!   vmlinux's exports only, no CRCs, no GPL flag, so CRC, GPL-only and
-//!   namespace checks cannot be made (the report says so).
+//!   namespace checks cannot be made (the report says so). Debian's
+//!   System.map is a placeholder (the real one is in linux-image-*-dbg):
+//!   refused with [`KmodError::NoExports`], so Debian images need the
+//!   headers package.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -286,6 +289,11 @@ pub fn parse_system_map(
             );
         }
     }
+    if exports.is_empty() {
+        return Err(KmodError::NoExports {
+            path: path.to_owned(),
+        });
+    }
     Ok(exports)
 }
 
@@ -312,6 +320,20 @@ mod tests {
         let v = Vermagic::from_config("r", config, Path::new("c")).unwrap();
         assert_eq!(v.flags, ["SMP", "preempt_rt", "modversions"]);
         assert!(Vermagic::from_config("r", "CONFIG_RANDSTRUCT_FULL=y\n", Path::new("c")).is_err());
+    }
+
+    #[test]
+    fn system_map_lines() {
+        let text = "ffffffff81000000 T _stext\nffffffff82a0b8e0 r __ksymtab_printk\nffffffff82a0b8ec r __ksymtab_kfree\n";
+        let map = parse_system_map(text, Path::new("System.map")).unwrap();
+        assert_eq!(map.len(), 2);
+        assert_eq!(map["printk"].crc, None);
+        let placeholder =
+            "ffffffffffffffff B The real System.map is in the linux-image-<version>-dbg package\n";
+        assert!(matches!(
+            parse_system_map(placeholder, Path::new("System.map")),
+            Err(KmodError::NoExports { .. })
+        ));
     }
 
     #[test]

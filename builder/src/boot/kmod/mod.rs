@@ -110,6 +110,15 @@ pub enum KmodError {
         #[source]
         source: signature::SignatureError,
     },
+    /// A symbol list with no exports in it: Debian's /boot/System.map is a
+    /// one-line placeholder (the real one is in linux-image-*-dbg).
+    #[error(
+        "{path}: no exported symbols (__ksymtab_*); Debian ships a placeholder System.map, use the linux-headers package's Module.symvers"
+    )]
+    NoExports {
+        /// The file.
+        path: PathBuf,
+    },
     /// A line of Module.symvers, System.map, modules.dep or modules.builtin
     /// is not in the expected format.
     #[error("{path}:{line}: {what}")]

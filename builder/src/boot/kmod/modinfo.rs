@@ -120,7 +120,7 @@ intree=Y\0name=mlx5_core\0vermagic=6.1.0 SMP \0junk\0\0\0";
         assert_eq!(info.firmware, ["a.bin", "b.bin"]);
         assert_eq!(info.vermagic.as_deref(), Some("6.1.0 SMP "));
         assert!(info.intree && !info.retpoline && info.is_gpl_compatible());
-        assert_eq!(info.fields.len(), 6);
+        assert_eq!(info.fields.len(), 7);
     }
 
     #[test]
