@@ -24,7 +24,10 @@ packages=(
   # builder/tests/source: dpkg --compare-versions, dpkg-deb --build/--info/
   # --contents/-x/-e, apt-get update/apt-cache/apt-get -s against generated
   # repositories; gpgv + the Debian keyring verify the InRelease text we
-  # extract; lz4 reads apt lists stored lz4-compressed (also bench-index.sh)
+  # extract; lz4 reads apt lists stored lz4-compressed (also bench-index.sh);
+  # builder/tests/resolve compares our closures with `apt-get -s install` on
+  # bookworm's real indexes (fetched once by a private `apt-get update`),
+  # builder/tests/lock reads locked .debs back with dpkg-deb
   dpkg apt gpgv debian-archive-keyring lz4 xz-utils
   # builder tests/boot: GNU cpio writes/extracts archives compared with ours,
   # lsinitramfs (initramfs-tools-core) lists them, zstd/gzip decompress them;
@@ -34,6 +37,20 @@ packages=(
   # (qemu, ovmf, swtpm above also boot the UKI; systemd-boot-efi and the
   # kernel are fetched with apt-get download, not installed.)
   cpio initramfs-tools-core zstd gzip kmod gcc libc6-dev sbsigntool openssl
+  # builder/tests/mirror, tests/mirror_*.rs: gpg makes a throwaway OpenPGP
+  # key and signs test repositories (InRelease, Release.gpg) that the
+  # mirror sync verifies with gpgv; apt-config is read by --from-host-apt
+  gnupg
+  # pxe/tests/tftp: real TFTP clients (curl tftp:// with --tftp-blksize,
+  # atftp with blksize/tsize/windowsize options, tftp-hpa plain and netascii)
+  curl atftp tftp-hpa
+  # builder/tests/squashfs: unsquashfs (-d, -lln, -stat) reads our images and
+  # mksquashfs writes the reference image; setfattr/getfattr and
+  # setcap/getcap set and compare extended attributes and file capabilities
+  squashfs-tools attr libcap2-bin
+  # builder/tests/erofs: fsck.erofs (--extract) and dump.erofs read our EROFS
+  # images; scripts/bench-fsimage.sh times mkfs.erofs beside our writer
+  erofs-utils
 )
 
 missing=()

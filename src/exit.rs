@@ -29,6 +29,16 @@ fn classify(err: &anyhow::Error) -> u8 {
         {
             return VERIFICATION;
         }
+        if let Some(mirror) = cause.downcast_ref::<ironrack_builder::source::mirror::Error>()
+            && mirror.is_verification_failure()
+        {
+            return VERIFICATION;
+        }
+        if let Some(lock) = cause.downcast_ref::<ironrack_builder::source::lock::LockError>()
+            && lock.is_verification_failure()
+        {
+            return VERIFICATION;
+        }
         if cause.downcast_ref::<std::io::Error>().is_some() {
             io = true;
         }

@@ -30,11 +30,20 @@ enum Command {
     #[command(subcommand)]
     Keys(cmd::keys::KeysCommand),
 
+    /// The site's local Debian-format mirror: signed, immutable snapshots
+    /// that builds read (init, import, sync, list, verify).
+    #[command(subcommand)]
+    Mirror(cmd::mirror::MirrorCommand),
+
     /// Sign a file: writes FILE.minisig, which minisign and signify verify.
     Sign(cmd::sign::SignArgs),
 
     /// Verify a minisign signature (Ed or ED) and print its trusted comment.
     VerifySig(cmd::sign::VerifySigArgs),
+
+    /// Resolve an image spec into its lock file (images/NAME.lock), update
+    /// one package of it, or check it against the spec and the repository.
+    Lock(cmd::lock::LockArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,8 +69,10 @@ fn main() -> ExitCode {
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Keys(command) => cmd::keys::run(command),
+        Command::Mirror(command) => cmd::mirror::run(command),
         Command::Sign(args) => cmd::sign::sign(args),
         Command::VerifySig(args) => cmd::sign::verify_sig(args),
+        Command::Lock(args) => cmd::lock::run(args),
     }
 }
 

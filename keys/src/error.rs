@@ -319,16 +319,19 @@ pub enum Error {
         /// The type required.
         want: &'static str,
     },
-    /// A scope entry is not `image:PATTERN` or `channel:PATTERN`.
+    /// A scope entry is not `image:PATTERN`, `channel:PATTERN` or `mirror:PATTERN`.
     #[error(
-        "invalid scope {text:?}: expected image:PATTERN or channel:PATTERN (PATTERN may use *)"
+        "invalid scope {text:?}: expected image:PATTERN, channel:PATTERN or mirror:PATTERN (PATTERN may use *)"
     )]
     Scope {
         /// The text given.
         text: String,
     },
-    /// A delegation that could sign nothing: scopes need an image and a channel.
-    #[error("signer {name:?} needs at least one image:PATTERN and one channel:PATTERN scope")]
+    /// A delegation that could sign nothing: manifest scopes need an image
+    /// and a channel; a mirror scope stands alone.
+    #[error(
+        "signer {name:?} needs image:PATTERN and channel:PATTERN scopes together, or a mirror:PATTERN scope"
+    )]
     IncompleteScope {
         /// The signer's name.
         name: String,
@@ -540,6 +543,16 @@ pub enum Error {
         /// The manifest's channel.
         channel: String,
     },
+    /// The signing key may not sign snapshots of this mirror.
+    #[error("signer {name:?} (key {key_id}) may not sign snapshots of mirror {mirror:?}")]
+    MirrorOutOfScope {
+        /// The key.
+        key_id: KeyId,
+        /// The signer's name.
+        name: String,
+        /// The mirror's name.
+        mirror: String,
+    },
     /// The manifest has expired.
     #[error("manifest {name:?} version {version} expired at {expires}")]
     ManifestExpired {
@@ -635,6 +648,7 @@ impl Error {
             DuplicateSignerName { .. } | ListedIdMismatch { .. } | RootAsSigner { .. } => true,
             TrustExpired { .. } | TrustNotNewer { .. } => true,
             UnknownKey { .. } | KeyRevoked { .. } | KeyExpired { .. } | OutOfScope { .. } => true,
+            MirrorOutOfScope { .. } => true,
             ManifestExpired { .. } | Rollback { .. } => true,
             ArtifactMissing { .. }
             | ArtifactSizeMismatch { .. }

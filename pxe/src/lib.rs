@@ -2,7 +2,7 @@
 //! the node agent.
 //!
 //! Built so far: the site configuration ([`site`]), the DHCP/proxyDHCP
-//! server ([`net::dhcp`]), lease persistence ([`store`]) and the
+//! server ([`net::dhcp`]), the TFTP server ([`net::tftp`]), lease persistence ([`store`]) and the
 //! attestation primitives ([`attest`]). See ARCHITECTURE.md for the map.
 
 pub mod attest;

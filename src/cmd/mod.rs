@@ -2,6 +2,8 @@
 //! context naming the files involved, print results. No decisions here.
 
 pub mod keys;
+pub mod lock;
+pub mod mirror;
 pub mod sign;
 mod trust;
 

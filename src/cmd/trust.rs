@@ -101,8 +101,9 @@ pub struct AddSignerArgs {
     #[arg(long)]
     pub name: String,
 
-    /// What it may sign: image:PATTERN or channel:PATTERN (`*` globs).
-    /// It needs at least one of each. Repeat for several.
+    /// What it may sign: image:PATTERN and channel:PATTERN (manifests; at
+    /// least one of each), and/or mirror:PATTERN (mirror snapshots). `*`
+    /// globs. Repeat for several.
     #[arg(long = "scope", value_name = "SCOPE", required = true)]
     pub scopes: Vec<String>,
 

@@ -14,9 +14,15 @@
 //!   InRelease, for gpgv/sqv), [`release::Release`] (index hashes),
 //!   [`index::read_index_text`] (`.gz`/`.xz` by extension), [`DebFile`]
 //!   (control data of a .deb to import).
+//! - builds: [`mirror::Mirror::open`], [`mirror::Mirror::snapshot`] →
+//!   [`mirror::Snapshot`] (verified catalog and .deb files).
 //! - rootfs: [`DebFile::data`] then [`deb::DataTar::entries`] (streamed,
 //!   unfiltered tar entries) and [`deb::DataTar::finish`];
 //!   [`DebFile::control_members`] for the dpkg database.
+//!
+//! On top of it: [`resolve`] (which packages a request needs, as apt
+//! computes it) and [`lock`] (`images/NAME.lock`: what a build may use,
+//! by sha256, and the `--locked` check).
 
 pub mod ar;
 pub mod catalog;
@@ -25,9 +31,12 @@ pub mod control;
 pub mod deb;
 pub mod error;
 pub mod index;
+pub mod lock;
+pub mod mirror;
 pub mod names;
 pub mod relation;
 pub mod release;
+pub mod resolve;
 pub mod version;
 
 pub use catalog::{Catalog, PackageId};

@@ -14,7 +14,8 @@
 //!
 //! Offline root keys sign `signed`; a threshold of them makes it valid.
 //! `signed` delegates to signing keys, each with an expiry and a scope of
-//! images and channels. Each root signature is Ed25519 over
+//! images and channels (manifests) and/or mirrors (`mirror:site`: the
+//! signed Release of a local package mirror's snapshots). Each root signature is Ed25519 over
 //! `"ironrack-trust/1\n" ‖ canonical JSON of signed`: the prefix keeps a root
 //! signature from ever being mistaken for a signature over some other file.
 //!
@@ -109,7 +110,7 @@ pub struct Delegation {
     pub public: PublicKey,
     /// After this instant the key signs nothing valid.
     pub expires: Timestamp,
-    /// Images and channels it may sign.
+    /// Images and channels (manifests) and mirrors (snapshots) it may sign.
     pub scope: Vec<Scope>,
 }
 
@@ -336,13 +337,7 @@ impl TrustBody {
     /// Delegate to a new signer. Its key must not be a root, a current
     /// signer or revoked, and its name must be free.
     pub fn add_signer(&mut self, signer: Delegation) -> Result<(), Error> {
-        let has = |image: bool| {
-            signer
-                .scope
-                .iter()
-                .any(|s| matches!(s, Scope::Image(_)) == image)
-        };
-        if !(has(true) && has(false)) {
+        if !Scope::is_complete(&signer.scope) {
             return Err(Error::IncompleteScope { name: signer.name });
         }
         if self.is_root(signer.id) {

@@ -1,5 +1,6 @@
-//! What a delegated signer may sign: `image:PATTERN` and `channel:PATTERN`,
-//! where `*` in PATTERN matches any run of characters.
+//! What a delegated signer may sign: `image:PATTERN` and `channel:PATTERN`
+//! for manifests, `mirror:PATTERN` for package mirror snapshots, where `*`
+//! in PATTERN matches any run of characters.
 
 use std::fmt;
 use std::str::FromStr;
@@ -15,6 +16,8 @@ pub enum Scope {
     Image(String),
     /// Channels the signer may sign for.
     Channel(String),
+    /// Local package mirrors whose snapshots the signer may sign.
+    Mirror(String),
 }
 
 impl Scope {
@@ -29,6 +32,25 @@ impl Scope {
             .iter()
             .any(|s| matches!(s, Scope::Channel(p) if glob_match(p, channel)));
         image_ok && channel_ok
+    }
+
+    /// Does a snapshot of mirror `name` fall within `scopes`? Only
+    /// `mirror:` patterns count: a manifest signer is not a mirror signer.
+    pub fn allows_mirror(scopes: &[Scope], name: &str) -> bool {
+        scopes
+            .iter()
+            .any(|s| matches!(s, Scope::Mirror(p) if glob_match(p, name)))
+    }
+
+    /// Can a delegation with `scopes` sign anything? Image and channel
+    /// scopes only work as a pair (a manifest needs both), so either both
+    /// are present or neither is, and at least one kind of thing is covered.
+    pub fn is_complete(scopes: &[Scope]) -> bool {
+        let has = |f: fn(&Scope) -> bool| scopes.iter().any(f);
+        let image = has(|s| matches!(s, Scope::Image(_)));
+        let channel = has(|s| matches!(s, Scope::Channel(_)));
+        let mirror = has(|s| matches!(s, Scope::Mirror(_)));
+        image == channel && (image || mirror)
     }
 }
 
@@ -73,6 +95,7 @@ impl FromStr for Scope {
         let scope = match text.split_once(':') {
             Some(("image", p)) if pattern_ok(p) => Scope::Image(p.to_owned()),
             Some(("channel", p)) if pattern_ok(p) => Scope::Channel(p.to_owned()),
+            Some(("mirror", p)) if pattern_ok(p) => Scope::Mirror(p.to_owned()),
             _ => {
                 return Err(Error::Scope {
                     text: text.chars().take(64).collect(),
@@ -88,6 +111,7 @@ impl fmt::Display for Scope {
         match self {
             Scope::Image(p) => write!(f, "image:{p}"),
             Scope::Channel(p) => write!(f, "channel:{p}"),
+            Scope::Mirror(p) => write!(f, "mirror:{p}"),
         }
     }
 }
@@ -144,7 +168,9 @@ mod tests {
     fn parses_strictly() {
         for text in [
             "image:",
-            "mirror:x",
+            "mirror:",
+            "mirrors:x",
+            "mirror:a/b",
             "image:a/b",
             "image:a b",
             "image",
@@ -152,9 +178,38 @@ mod tests {
         ] {
             assert!(text.parse::<Scope>().is_err(), "{text}");
         }
-        assert_eq!(
-            "channel:*".parse::<Scope>().unwrap().to_string(),
-            "channel:*"
-        );
+        for text in ["channel:*", "mirror:site-*"] {
+            assert_eq!(text.parse::<Scope>().unwrap().to_string(), text);
+        }
+    }
+
+    fn scopes(texts: &[&str]) -> Vec<Scope> {
+        texts.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn mirror_scopes_are_their_own_kind() {
+        let mirror_only = scopes(&["mirror:site-*"]);
+        assert!(Scope::allows_mirror(&mirror_only, "site-a"));
+        assert!(!Scope::allows_mirror(&mirror_only, "lab"));
+        assert!(!Scope::allows(&mirror_only, "site-a", "site-a"));
+        let manifest_only = scopes(&["image:*", "channel:*"]);
+        assert!(!Scope::allows_mirror(&manifest_only, "site-a"));
+    }
+
+    #[test]
+    fn completeness() {
+        let cases: [(&[&str], bool); 7] = [
+            (&["image:a", "channel:b"], true),
+            (&["mirror:m"], true),
+            (&["image:a", "channel:b", "mirror:m"], true),
+            (&["image:a"], false),
+            (&["channel:b", "mirror:m"], false),
+            (&["image:a", "mirror:m"], false),
+            (&[], false),
+        ];
+        for (texts, want) in cases {
+            assert_eq!(Scope::is_complete(&scopes(texts)), want, "{texts:?}");
+        }
     }
 }

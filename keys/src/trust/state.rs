@@ -124,6 +124,40 @@ impl Trust {
         channel: &str,
         now: Timestamp,
     ) -> Result<&Delegation, Error> {
+        let signer = self.current_signer(key_id, now)?;
+        if !Scope::allows(&signer.scope, image, channel) {
+            return Err(Error::OutOfScope {
+                key_id,
+                name: signer.name.clone(),
+                image: image.to_owned(),
+                channel: channel.to_owned(),
+            });
+        }
+        Ok(signer)
+    }
+
+    /// May `key_id` sign snapshots of the mirror `mirror` at `now`? The same
+    /// checks as [`Trust::authorize`], against the key's `mirror:` scopes.
+    pub fn authorize_mirror(
+        &self,
+        key_id: KeyId,
+        mirror: &str,
+        now: Timestamp,
+    ) -> Result<&Delegation, Error> {
+        let signer = self.current_signer(key_id, now)?;
+        if !Scope::allows_mirror(&signer.scope, mirror) {
+            return Err(Error::MirrorOutOfScope {
+                key_id,
+                name: signer.name.clone(),
+                mirror: mirror.to_owned(),
+            });
+        }
+        Ok(signer)
+    }
+
+    /// The delegation of a key that may sign something at `now`: this state
+    /// is current, the key is delegated, not revoked and not expired.
+    fn current_signer(&self, key_id: KeyId, now: Timestamp) -> Result<&Delegation, Error> {
         self.check_current(now)?;
         let signer = self.delegation(key_id)?;
         if signer.expires <= now {
@@ -131,14 +165,6 @@ impl Trust {
                 key_id,
                 name: signer.name.clone(),
                 expires: signer.expires,
-            });
-        }
-        if !Scope::allows(&signer.scope, image, channel) {
-            return Err(Error::OutOfScope {
-                key_id,
-                name: signer.name.clone(),
-                image: image.to_owned(),
-                channel: channel.to_owned(),
             });
         }
         Ok(signer)

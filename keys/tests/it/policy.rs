@@ -514,11 +514,59 @@ fn artifact_names_cannot_leave_the_directory() {
 fn a_delegation_must_name_images_and_channels() {
     let world = World::new();
     let mut next = world.trust_file.next_version().unwrap();
-    for scope in [&["image:gpu-node"][..], &["channel:stable"][..]] {
+    for scope in [
+        &["image:gpu-node"][..],
+        &["channel:stable"][..],
+        &["image:gpu-node", "mirror:site"][..],
+    ] {
         let d = delegation("narrow", &key(), at("2030-12-01T00:00:00Z"), scope);
         let err = next.signed.add_signer(d).unwrap_err();
         assert!(matches!(err, Error::IncompleteScope { .. }), "{err}");
     }
+}
+
+#[test]
+fn a_mirror_signer_signs_only_mirror_snapshots() {
+    let world = World::new();
+    let mut next = world.trust_file.next_version().unwrap();
+    let mirror_key = key();
+    let d = delegation(
+        "mirror",
+        &mirror_key,
+        at("2030-12-01T00:00:00Z"),
+        &["mirror:site-*"],
+    );
+    next.signed.add_signer(d).unwrap();
+    for root in &world.roots {
+        next.sign(root).unwrap();
+    }
+    let bytes = next.to_bytes().unwrap();
+    let trust = world.trust.update(&bytes, now()).unwrap();
+    let id = mirror_key.key_id();
+    assert_eq!(
+        trust.authorize_mirror(id, "site-a", now()).unwrap().name,
+        "mirror"
+    );
+    let err = trust.authorize_mirror(id, "lab", now()).unwrap_err();
+    assert!(
+        matches!(err, Error::MirrorOutOfScope { ref mirror, .. } if mirror == "lab"),
+        "{err}"
+    );
+    assert!(err.is_verification_failure());
+    let err = trust.authorize(id, "site-a", "stable", now()).unwrap_err();
+    assert!(matches!(err, Error::OutOfScope { .. }), "{err}");
+    // The manifest signer has no mirror scope.
+    let err = trust
+        .authorize_mirror(world.signer.key_id(), "site-a", now())
+        .unwrap_err();
+    assert!(matches!(err, Error::MirrorOutOfScope { .. }), "{err}");
+    let err = trust
+        .authorize_mirror(id, "site-a", at("2031-01-01T00:00:00Z"))
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::KeyExpired { .. } | Error::TrustExpired { .. }),
+        "{err}"
+    );
 }
 
 #[test]

@@ -1,3 +1,4 @@
-//! Network servers of the PXE service.
+//! The network services of a PXE boot: each module serves one protocol.
 
 pub mod dhcp;
+pub mod tftp;

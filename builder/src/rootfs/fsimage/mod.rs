@@ -1,0 +1,4 @@
+//! Filesystem images of a root tree.
+
+pub mod erofs;
+pub mod squashfs;

@@ -1,0 +1,3 @@
+//! The root filesystem: install, normalise, and the filesystem images.
+
+pub mod fsimage;
