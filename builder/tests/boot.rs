@@ -14,6 +14,7 @@ mod boot {
     pub mod initramfs_real;
     pub mod kmod_depmod;
     pub mod kmod_fixture;
+    pub mod kmod_image;
     pub mod kmod_props;
     pub mod kmod_real;
     pub mod qemu;

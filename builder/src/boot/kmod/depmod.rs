@@ -73,13 +73,18 @@ impl ModuleTree {
     pub fn scan_dir(dir: &Path, release: &str) -> Result<Self, KmodError> {
         let mut files = Vec::new();
         collect_modules(dir, dir, &mut files)?;
-        files.sort();
+        // Two files with one name: depmod keeps the first by its default
+        // search order, `updates/` before the rest (how DKMS modules
+        // replace in-tree ones); then the first path in sort order. The
+        // check reports duplicates (DuplicateModule) if both are passed
+        // to it.
+        files.sort_by(|a, b| {
+            let updates = |p: &str| !p.starts_with("updates/");
+            updates(a).cmp(&updates(b)).then(a.cmp(b))
+        });
         let mut modules = BTreeMap::new();
         for relative in files {
             let module = Module::read(&dir.join(&relative))?;
-            // Two files with one name: depmod keeps the first by search
-            // order; the check reports it (DuplicateModule) if both are
-            // passed to it. Here the first path in sort order wins.
             modules
                 .entry(module.name.clone())
                 .or_insert(TreeModule { relative, module });

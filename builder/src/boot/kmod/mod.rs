@@ -28,6 +28,7 @@ pub mod abi;
 pub mod check;
 pub mod depmod;
 pub mod fixture;
+pub mod image;
 pub mod modinfo;
 mod object;
 pub mod signature;
@@ -118,6 +119,80 @@ pub enum KmodError {
     NoExports {
         /// The file.
         path: PathBuf,
+    },
+    /// Writing a file of the image's module tree failed.
+    #[error("writing {path}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The image's depmod could not be read as an ELF program.
+    #[error("the image's {program} is not a program this builder can run")]
+    DepmodProgram {
+        /// Its image path.
+        program: PathBuf,
+        /// What is wrong.
+        #[source]
+        source: crate::boot::elf::ElfError,
+    },
+    /// A library the image's depmod needs is not in the image.
+    #[error("the image's {program} needs {library}, which is not in the image")]
+    DepmodLibrary {
+        /// Its image path.
+        program: PathBuf,
+        /// The DT_NEEDED name.
+        library: String,
+    },
+    /// depmod could not be started.
+    #[error("starting {program}")]
+    DepmodSpawn {
+        /// The program.
+        program: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// depmod failed.
+    #[error("{program} for kernel {release} failed ({status}): {stderr}")]
+    DepmodFailed {
+        /// The program.
+        program: PathBuf,
+        /// The kernel release.
+        release: String,
+        /// Its exit status.
+        status: std::process::ExitStatus,
+        /// What it said.
+        stderr: String,
+    },
+    /// depmod's modules.dep and the builder's reading of the modules
+    /// disagree about one module.
+    #[error(
+        "{path}: depmod lists {module} with dependencies {depmod:?}, the modules' depends= give {ours:?}"
+    )]
+    DepmodDisagrees {
+        /// depmod's modules.dep.
+        path: PathBuf,
+        /// The module's path in the tree.
+        module: String,
+        /// depmod's dependencies (None: not listed at all).
+        depmod: Option<Vec<String>>,
+        /// Ours.
+        ours: Vec<String>,
+    },
+    /// Headers of one kernel release used to check modules of another.
+    #[error(
+        "headers {headers} are for kernel {headers_release}, the image's kernel is {release}: install linux-headers-{release}"
+    )]
+    HeadersRelease {
+        /// The headers directory.
+        headers: PathBuf,
+        /// Its release.
+        headers_release: String,
+        /// The image's release.
+        release: String,
     },
     /// A line of Module.symvers, System.map, modules.dep or modules.builtin
     /// is not in the expected format.
