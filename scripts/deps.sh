@@ -37,6 +37,12 @@ packages=(
   # (qemu, ovmf, swtpm above also boot the UKI; systemd-boot-efi and the
   # kernel are fetched with apt-get download, not installed.)
   cpio initramfs-tools-core zstd gzip kmod gcc libc6-dev sbsigntool openssl
+  # builder tests/boot/nvidia_real.rs: the NVIDIA 535 open modules are built
+  # with the host's gcc 12 + make + binutils (strip) against the cloud
+  # kernel's headers; linux-kbuild's objtool/modpost need libelf1; patch
+  # applies the spec's driver patches (headers and source are apt-get
+  # downloaded, not installed)
+  make libelf1 patch
   # builder/tests/mirror, tests/mirror_*.rs: gpg makes a throwaway OpenPGP
   # key and signs test repositories (InRelease, Release.gpg) that the
   # mirror sync verifies with gpgv; apt-config is read by --from-host-apt

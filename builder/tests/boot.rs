@@ -17,6 +17,7 @@ mod boot {
     pub mod kmod_image;
     pub mod kmod_props;
     pub mod kmod_real;
+    pub mod nvidia_real;
     pub mod qemu;
     pub mod uki_real;
 }

@@ -21,6 +21,7 @@ pub mod elf;
 pub mod initramfs;
 pub mod kmod;
 pub mod measure;
+pub mod nvidia;
 pub mod pe;
 pub mod pe_fixture;
 pub mod uki;
