@@ -15,6 +15,8 @@
 //!   configuration as a deterministic compressed archive.
 //! - [`elf`]: userspace ELF (DT_NEEDED, SONAME, static or not) and the
 //!   library closure inside an image root.
+//! - [`nvidia`]: the NVIDIA modules built from the mirror's source
+//!   package, and the driver/kernel/firmware/userspace version chain.
 
 pub mod cpio;
 pub mod elf;

@@ -1,20 +1,29 @@
 //! The real NVIDIA 535 open modules, built once per test run (~2-3 min on
 //! 2 cores) from Debian's nvidia-open-kernel-source 535.261.03-1 against
-//! linux-headers-6.1.0-50-cloud-amd64, with a patch.
+//! linux-headers-6.1.0-50-cloud-amd64, with a patch, then the version
+//! chain checked over an image made of the real kernel, firmware and CUDA
+//! userspace packages: intact with firmware-nvidia-gsp 535.261.03, broken
+//! (naming both versions and the pin) with apt's default 535.309.01.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
 use ironrack_builder::boot::elf::ImageRoot;
+use ironrack_builder::boot::kmod::image::install_modules;
 use ironrack_builder::boot::kmod::{KernelAbi, Module, check_modules};
+use ironrack_builder::boot::nvidia::chain::{ChainInputs, ChainLink, ChainReport, check_chain};
 use ironrack_builder::boot::nvidia::{
-    BuiltModules, Flavour, Isolation, ModuleBuild, build_modules,
+    BuiltModules, Flavour, Isolation, ModuleBuild, NvidiaError, build_modules,
 };
+use ironrack_builder::source::Catalog;
 
-use super::debs::{self, KERNEL_VERSION, RELEASE, Sources, run};
+use super::debs::{self, KERNEL_VERSION, OTHER_RELEASE, OTHER_VERSION, RELEASE, Sources, run};
 
 const DRIVER: &str = "535.261.03";
+/// apt's default candidate of firmware-nvidia-gsp (bookworm-security).
+const NEWER_FIRMWARE: &str = "535.309.01-0+deb12u1";
 
 fn build_root() -> PathBuf {
     debs::root(
@@ -153,4 +162,244 @@ fn modules_build_against_the_image_kernel_with_the_patch_and_no_build_paths() {
     let report = check_modules(&kernel, &modules);
     let errors: Vec<String> = report.errors().map(|p| p.to_string()).collect();
     assert!(errors.is_empty(), "{errors:#?}");
+}
+
+/// name → version from the .debs a cached root was unpacked from.
+fn package_versions(root: &Path, into: &mut BTreeMap<String, String>) {
+    let list = std::fs::read_to_string(root.join(".complete")).unwrap();
+    for deb in list.lines() {
+        let mut parts = deb.trim_end_matches(".deb").split('_');
+        let (name, version) = (parts.next().unwrap(), parts.next().unwrap());
+        into.insert(name.to_owned(), version.replace("%3a", ":"));
+    }
+}
+
+fn firmware_root(version: &str) -> PathBuf {
+    debs::root(
+        &format!("firmware-nvidia-gsp-{version}"),
+        &[&format!("firmware-nvidia-gsp={version}")],
+        Sources::NonFree,
+    )
+}
+
+fn userspace_root() -> PathBuf {
+    debs::root(
+        "nvidia-userspace",
+        // The same set as elf_real.rs (one cache entry).
+        &[
+            "libc6",
+            &format!("libcuda1={DRIVER}-1"),
+            &format!("nvidia-smi={DRIVER}-1"),
+            &format!("libnvidia-ml1={DRIVER}-1"),
+        ],
+        Sources::NonFree,
+    )
+}
+
+/// An image: the kernel, the built modules in updates/dkms, the firmware
+/// of `firmware`, the CUDA userspace; and its package versions.
+fn image(firmware: &str) -> (tempfile::TempDir, BTreeMap<String, String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut packages = BTreeMap::new();
+    for root in [
+        debs::kernel_root(),
+        firmware_root(firmware),
+        userspace_root(),
+    ] {
+        run(Command::new("cp")
+            .arg("-al")
+            .arg(format!("{}/.", root.display()))
+            .arg(dir.path()));
+        package_versions(&root, &mut packages);
+    }
+    std::fs::remove_file(dir.path().join(".complete")).unwrap();
+    install_modules(&ImageRoot::new(dir.path()), RELEASE, &module_paths()).unwrap();
+    (dir, packages)
+}
+
+fn module_paths() -> Vec<PathBuf> {
+    built()
+        .built
+        .modules
+        .iter()
+        .map(|m| m.path.clone())
+        .collect()
+}
+
+fn userspace() -> Vec<String> {
+    vec![
+        "libcuda1".into(),
+        "nvidia-smi".into(),
+        "libnvidia-ml1".into(),
+    ]
+}
+
+/// Where Debian's packages put them (the nvidia-alternative postinst
+/// links them into the search path later).
+fn elf_files() -> Vec<PathBuf> {
+    vec![
+        "/usr/lib/nvidia/current/nvidia-smi".into(),
+        "/usr/lib/x86_64-linux-gnu/nvidia/current/libcuda.so.1".into(),
+        "/usr/lib/x86_64-linux-gnu/nvidia/current/libnvidia-ml.so.1".into(),
+    ]
+}
+
+/// The snapshot's view of firmware-nvidia-gsp: bookworm's and
+/// bookworm-security's non-free-firmware indexes from the private apt
+/// lists (lz4, as apt stores them).
+fn catalog() -> Catalog {
+    let lists = Path::new(env!("CARGO_TARGET_TMPDIR")).join("boot-debs/apt/lists");
+    let mut catalog = Catalog::new();
+    for entry in std::fs::read_dir(&lists).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.contains("non-free-firmware_binary-amd64_Packages") {
+            let out = run(Command::new("lz4").arg("-dc").arg(&path));
+            let text = String::from_utf8(out.stdout).unwrap();
+            catalog.add_packages_text(&text, &name).unwrap();
+        }
+    }
+    catalog
+}
+
+fn check(
+    root: &Path,
+    release: &str,
+    headers: &Path,
+    packages: &BTreeMap<String, String>,
+    catalog: Option<&Catalog>,
+) -> ChainReport {
+    let image = ImageRoot::new(root);
+    let userspace = userspace();
+    let elf_files = elf_files();
+    check_chain(&ChainInputs {
+        root: &image,
+        release,
+        headers,
+        driver: DRIVER,
+        packages,
+        userspace: &userspace,
+        elf_files: &elf_files,
+        catalog,
+    })
+    .unwrap()
+}
+
+#[test]
+fn chain_holds_with_firmware_and_userspace_of_the_driver_release() {
+    let (image, packages) = image(&format!("{DRIVER}-1"));
+    let report = check(image.path(), RELEASE, &headers(), &packages, None);
+    assert!(report.breaks.is_empty(), "{:#?}", report.breaks);
+    assert_eq!(report.modules.len(), module_paths().len());
+    for file in ["gsp_ga10x.bin", "gsp_tu10x.bin"] {
+        assert!(
+            report.firmware.contains(&format!("nvidia/{DRIVER}/{file}")),
+            "{:?}",
+            report.firmware
+        );
+    }
+    assert_eq!(
+        report.packages["firmware-nvidia-gsp"],
+        format!("{DRIVER}-1")
+    );
+    assert!(report.libraries_resolved > 0);
+    assert!(report.require_intact().is_ok());
+
+    // A library gone from the image (a package left out) breaks it too.
+    std::fs::remove_file(image.path().join("usr/lib/x86_64-linux-gnu/libm.so.6")).unwrap();
+    let report = check(image.path(), RELEASE, &headers(), &packages, None);
+    assert!(!report.breaks.is_empty());
+    assert!(
+        report
+            .breaks
+            .iter()
+            .all(|b| b.link == ChainLink::Library && b.want.ends_with("needs libm.so.6")),
+        "{:#?}",
+        report.breaks
+    );
+}
+
+#[test]
+fn apt_default_firmware_breaks_the_chain_naming_both_versions_and_the_pin() {
+    let (image, packages) = image(NEWER_FIRMWARE);
+    let catalog = catalog();
+    let report = check(image.path(), RELEASE, &headers(), &packages, Some(&catalog));
+    let firmware: Vec<_> = report
+        .breaks
+        .iter()
+        .filter(|b| b.link == ChainLink::Firmware)
+        .collect();
+    assert_eq!(firmware.len(), 2, "{:#?}", report.breaks);
+    let pin = format!("\"firmware-nvidia-gsp\" = \"{DRIVER}-1\"");
+    for b in &firmware {
+        assert!(b.want.contains(&format!("nvidia/{DRIVER}/gsp_")), "{b}");
+        assert!(b.got.contains("535.309.01"), "{b}");
+        assert!(b.fix.contains(&pin), "{b}");
+    }
+    let package: Vec<_> = report
+        .breaks
+        .iter()
+        .filter(|b| b.link == ChainLink::Package)
+        .collect();
+    assert_eq!(package.len(), 1, "{:#?}", report.breaks);
+    assert!(package[0].got.contains(NEWER_FIRMWARE) && package[0].fix.contains(&pin));
+    assert_eq!(report.breaks.len(), 3, "{:#?}", report.breaks);
+    match report.require_intact() {
+        Err(e @ NvidiaError::ChainBroken(_)) => {
+            let text = e.to_string();
+            assert!(
+                text.contains(DRIVER) && text.contains("535.309.01") && text.contains(&pin),
+                "{text}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn modules_of_another_kernel_release_break_the_chain() {
+    // The built modules placed in a 6.1.0-56 image tree and checked
+    // against 6.1.0-56's headers: every module's vermagic is named with
+    // both releases, and the CRCs that changed are reported.
+    let (image, packages) = image(&format!("{DRIVER}-1"));
+    let modules = module_paths();
+    let root = ImageRoot::new(image.path());
+    std::fs::create_dir_all(
+        image
+            .path()
+            .join(format!("usr/lib/modules/{OTHER_RELEASE}")),
+    )
+    .unwrap();
+    install_modules(&root, OTHER_RELEASE, &modules).unwrap();
+    let other = debs::headers(OTHER_RELEASE, OTHER_VERSION);
+    let report = check(image.path(), OTHER_RELEASE, &other, &packages, None);
+    let vermagic: Vec<_> = report
+        .breaks
+        .iter()
+        .filter(|b| b.link == ChainLink::ModuleVermagic)
+        .collect();
+    assert_eq!(vermagic.len(), modules.len(), "{:#?}", report.breaks);
+    for b in vermagic {
+        assert!(
+            b.want.contains(OTHER_RELEASE) && b.got.contains(RELEASE),
+            "{b}"
+        );
+    }
+    assert!(
+        report
+            .breaks
+            .iter()
+            .any(|b| b.link == ChainLink::ModuleSymbols && b.got.contains("CRC")),
+        "{:#?}",
+        report.breaks
+    );
+    // Each vermagic is reported once, as its own link.
+    assert!(
+        !report
+            .breaks
+            .iter()
+            .any(|b| b.link == ChainLink::ModuleSymbols && b.got.contains("vermagic")),
+        "{:#?}",
+        report.breaks
+    );
 }

@@ -1,6 +1,8 @@
 //! The NVIDIA driver stack of an image: kernel modules built from the
 //! mirror's source package against the image kernel's headers
-//! ([`build`]).
+//! ([`build`]), and the version chain that must hold between the
+//! modules, the kernel, the GSP firmware and the CUDA userspace
+//! ([`chain`]).
 //!
 //! Debian ships the open modules as `nvidia-open-kernel-source` (contrib):
 //! `/usr/src/nvidia-open-kernel.tar.xz` holding `modules/nvidia-open-kernel/`,
@@ -9,12 +11,15 @@
 //! flavour is `nvidia-kernel-source` with `nvidia-kernel.tar.xz`.
 
 pub mod build;
+pub mod chain;
 
 use std::fmt;
 use std::path::PathBuf;
 
 pub use build::{BuiltModule, BuiltModules, Isolation, ModuleBuild, build_modules};
+pub use chain::{ChainInputs, ChainLink, ChainReport, check_chain};
 
+use super::elf::ElfError;
 use super::kmod::KmodError;
 
 /// Which NVIDIA kernel module source.
@@ -166,6 +171,12 @@ pub enum NvidiaError {
         /// The module's.
         got: Option<String>,
     },
+    /// The version chain is broken (every break listed).
+    #[error("the NVIDIA version chain is broken:{}", breaks(.0))]
+    ChainBroken(Box<ChainReport>),
+    /// A userspace ELF file could not be read.
+    #[error("reading NVIDIA userspace")]
+    Elf(#[from] ElfError),
     /// Reading a module or the kernel's headers failed.
     #[error("reading the built modules")]
     Kmod(#[from] KmodError),
@@ -178,6 +189,10 @@ pub enum NvidiaError {
         #[source]
         source: std::io::Error,
     },
+}
+
+fn breaks(report: &ChainReport) -> String {
+    report.breaks.iter().map(|b| format!("\n  - {b}")).collect()
 }
 
 impl NvidiaError {
