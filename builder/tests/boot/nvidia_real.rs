@@ -45,30 +45,47 @@ const PATCH: &str = "--- a/nvidia/nv-frontend.c\n+++ b/nvidia/nv-frontend.c\n\
 +MODULE_INFO(ironrack_patch, \"applied\");\n MODULE_ALIAS_CHARDEV_MAJOR(NV_MAJOR_DEVICE_NUMBER);\n \n";
 
 struct Build {
-    _dirs: (tempfile::TempDir, tempfile::TempDir),
     root: PathBuf,
     work: PathBuf,
     patch: PathBuf,
     built: BuiltModules,
 }
 
-/// One build shared by the tests of this file.
+/// A scratch directory under the target directory, emptied first: a
+/// static's TempDir would never be dropped, and each build leaves ~800 MB
+/// of objects. The next run removes what a run left.
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("nvidia-scratch")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A hard-linked copy of a cached build root: the build rewrites the
+/// headers' Makefile (by rename, never through the link).
+fn copy_root(cached: &Path, name: &str) -> PathBuf {
+    let root = scratch(name);
+    run(Command::new("cp")
+        .arg("-al")
+        .arg(format!("{}/.", cached.display()))
+        .arg(&root));
+    root
+}
+
+/// One build shared by the tests of this file; a failure is kept, so the
+/// other tests report it instead of building again.
 fn built() -> &'static Build {
-    static BUILD: OnceLock<Build> = OnceLock::new();
-    BUILD.get_or_init(|| {
-        // A hard-linked scratch copy: the build rewrites the headers'
-        // Makefile (by rename, never through the link).
-        let root_dir = tempfile::tempdir().unwrap();
-        run(Command::new("cp")
-            .arg("-al")
-            .arg(format!("{}/.", build_root().display()))
-            .arg(root_dir.path()));
-        let work_dir = tempfile::tempdir().unwrap();
-        let patch = work_dir.path().join("ironrack-test.patch");
+    static BUILD: OnceLock<Result<Build, String>> = OnceLock::new();
+    let build = BUILD.get_or_init(|| {
+        let root = copy_root(&build_root(), "root-50");
+        let work = scratch("work-50");
+        let patch = work.join("ironrack-test.patch");
         std::fs::write(&patch, PATCH).unwrap();
         let build = ModuleBuild {
-            root: root_dir.path().to_owned(),
-            work: work_dir.path().join("build"),
+            root: root.clone(),
+            work: work.join("build"),
             release: RELEASE.into(),
             version: DRIVER.into(),
             flavour: Flavour::Open,
@@ -81,15 +98,15 @@ fn built() -> &'static Build {
                 Isolation::None
             },
         };
-        let built = build_modules(&build).unwrap_or_else(|e| panic!("{e}"));
-        Build {
-            root: build.root.clone(),
+        let built = build_modules(&build).map_err(|e| e.to_string())?;
+        Ok(Build {
+            root,
             work: build.work.clone(),
             patch,
             built,
-            _dirs: (root_dir, work_dir),
-        }
-    })
+        })
+    });
+    build.as_ref().unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn headers() -> PathBuf {
@@ -277,6 +294,7 @@ fn check(
         release,
         headers,
         driver: DRIVER,
+        flavour: Flavour::Open,
         packages,
         userspace: &userspace,
         elf_files: &elf_files,
@@ -402,4 +420,66 @@ fn modules_of_another_kernel_release_break_the_chain() {
         "{:#?}",
         report.breaks
     );
+}
+
+#[test]
+fn a_source_that_does_not_compile_names_driver_kernel_and_the_first_error() {
+    // facts.md: Debian's 6.1.180+ backported a 4th argument to
+    // pci_resize_resource; 535.261.03 does not build against 6.1.0-56.
+    let cached = debs::root(
+        "nvidia-build-56",
+        &[
+            &format!("linux-headers-{OTHER_RELEASE}={OTHER_VERSION}"),
+            &format!("linux-headers-6.1.0-56-common={OTHER_VERSION}"),
+            &format!("linux-kbuild-6.1={OTHER_VERSION}"),
+            &format!("nvidia-open-kernel-source={DRIVER}-1"),
+        ],
+        Sources::NonFree,
+    );
+    let root = copy_root(&cached, "root-56");
+    let work = scratch("work-56");
+    let build = ModuleBuild {
+        root: root.clone(),
+        work: work.join("build"),
+        release: OTHER_RELEASE.into(),
+        version: DRIVER.into(),
+        flavour: Flavour::Open,
+        patches: Vec::new(),
+        jobs: 2,
+        source_date_epoch: 1_750_000_000,
+        isolation: Isolation::None,
+    };
+    match build_modules(&build) {
+        Err(e @ NvidiaError::Compile { .. }) => {
+            let text = e.to_string();
+            let NvidiaError::Compile {
+                first_error, log, ..
+            } = &e
+            else {
+                unreachable!()
+            };
+            assert!(
+                first_error.contains("nv-pci.c")
+                    && first_error.contains("error:")
+                    && first_error.contains("pci_resize_resource"),
+                "{first_error}"
+            );
+            // The log has the line with the scratch path.
+            let log = std::fs::read_to_string(log).unwrap();
+            let in_log = first_error.replace(&format!("/usr/src/nvidia-{DRIVER}/"), "");
+            assert!(log.contains(&in_log), "{in_log}");
+            for part in [DRIVER, OTHER_RELEASE, "pin the kernel", "patch"] {
+                assert!(text.contains(part), "{text}");
+            }
+            // The error names the file as the source tree's fixed prefix
+            // sees it, not the scratch path.
+            assert!(
+                first_error.starts_with(&format!("/usr/src/nvidia-{DRIVER}/")),
+                "{first_error}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    let _ = std::fs::remove_dir_all(&root);
 }

@@ -319,11 +319,21 @@ fn run_make(
         return Ok(());
     }
     let text = std::fs::read_to_string(log).unwrap_or_default();
+    // Named as the prefix maps name the tree: the scratch path means
+    // nothing once the build directory is gone.
+    let first_error = first_error(&text)
+        .map(|line| {
+            line.replace(
+                &src.display().to_string(),
+                &format!("/usr/src/nvidia-{}", build.version),
+            )
+        })
+        .unwrap_or_else(|| format!("make exited with {status}"));
     Err(NvidiaError::Compile {
         flavour: build.flavour,
         version: build.version.clone(),
         release: build.release.clone(),
-        first_error: first_error(&text).unwrap_or_else(|| format!("make exited with {status}")),
+        first_error,
         log: log.to_owned(),
     })
 }
@@ -331,9 +341,19 @@ fn run_make(
 /// The first compiler or linker error of a build log (`file:line:col:
 /// error: ...`), else make's first `Error` line.
 pub fn first_error(log: &str) -> Option<String> {
-    log.lines()
-        .find(|l| l.contains(": error: ") || l.contains(": fatal error: "))
-        .or_else(|| log.lines().find(|l| l.contains("ERROR: ")))
+    let any = |needles: &[&str]| log.lines().find(|l| needles.iter().any(|n| l.contains(n)));
+    any(&[": error: ", ": fatal error: "])
+        // The linker, modpost, and the machine itself.
+        .or_else(|| {
+            any(&[
+                "final link failed",
+                "undefined reference",
+                "ERROR: ",
+                "No space left",
+                "Killed",
+                "Segmentation fault",
+            ])
+        })
         .or_else(|| {
             log.lines()
                 .find(|l| l.starts_with("make") && l.contains("Error"))
@@ -414,6 +434,10 @@ make[2]: *** [scripts/Makefile.build:250: nv-pci.o] Error 1\n";
         assert_eq!(
             first_error("make: *** [Makefile:1: modules] Error 2\n").unwrap(),
             "make: *** [Makefile:1: modules] Error 2"
+        );
+        assert_eq!(
+            first_error("  LD [M]  x.o\nld: final link failed: No space left on device\nmake[3]: *** [x.o] Error 1\n").unwrap(),
+            "ld: final link failed: No space left on device"
         );
         assert_eq!(first_error("all good\n"), None);
     }

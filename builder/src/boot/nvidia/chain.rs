@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::NvidiaError;
+use super::{Flavour, NvidiaError};
 use crate::boot::elf::{ClosureRequest, ImageRoot, check_closure};
 use crate::boot::kmod::check::ModuleEntry;
 use crate::boot::kmod::depmod::ModuleTree;
@@ -47,6 +47,8 @@ pub struct ChainInputs<'a> {
     pub headers: &'a Path,
     /// The spec's driver version (`535.261.03`).
     pub driver: &'a str,
+    /// The module flavour (names the source package in a fix).
+    pub flavour: Flavour,
     /// The image's packages (name → full Debian version), from the lock.
     pub packages: &'a BTreeMap<String, String>,
     /// The NVIDIA userspace packages the spec lists (+ fabric manager).
@@ -268,7 +270,7 @@ fn module_links(
                 ),
                 fix: pin(
                     inputs.catalog,
-                    super::Flavour::Open.source_package(),
+                    inputs.flavour.source_package(),
                     inputs.driver,
                 ),
             });
