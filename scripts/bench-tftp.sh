@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# TFTP benchmark: ironrack's engine vs tftpd-hpa and dnsmasq, same client
+# TFTP benchmark: `ironrack serve` vs tftpd-hpa and dnsmasq, same client
 # (curl), same machine, one run side by side. Not a test: it prints a
 # markdown table of medians.
 #
@@ -37,8 +37,8 @@ for tool in curl in.tftpd dnsmasq taskset ip; do
   }
 done
 
-cargo build --release -q -p ironrack-pxe --example tftpd
-IRONRACK=$PWD/target/release/examples/tftpd
+cargo build --release -q --bin ironrack
+IRONRACK=$PWD/target/release/ironrack
 
 NS=ironrack-bench-$$
 WORK=$(mktemp -d /dev/shm/bench-tftp.XXXXXX)
@@ -82,11 +82,29 @@ start_server() {
   [ -n "$cpus" ] && pin+=(taskset -c "$cpus")
   case $name in
     ironrack)
-      # All clients are 127.0.0.1 here: lift the per-client bounds that
-      # protect a real site (each node has its own address there).
-      "${pin[@]}" "$IRONRACK" "$ROOT" "127.0.0.1:${PORT[ironrack]}" \
-        max-sessions=1024 per-client-sessions=1024 per-client-requests-per-second=0 \
-        2>"$WORK/ironrack.log" &
+      # The whole service (DHCP in proxy mode on bench0, TFTP, HTTP), as
+      # deployed. All clients are 127.0.0.1 here: lift the per-client
+      # bounds that protect a real site (each node has its own address).
+      cat >"$WORK/site.toml" <<TOML
+[server]
+http-base-url = "http://198.18.0.1:8080"
+database = "$WORK/state.db"
+[images]
+dirs = []
+trust-root = "$WORK/trust.json"
+[dhcp]
+mode = "proxy"
+[[interface]]
+name = "bench0"
+address = "198.18.0.1/24"
+[tftp]
+root = "$ROOT"
+listen = "127.0.0.1:${PORT[ironrack]}"
+max-sessions = 1024
+per-client-sessions = 1024
+per-client-requests-per-second = 0
+TOML
+      "${pin[@]}" "$IRONRACK" serve --site "$WORK/site.toml" 2>"$WORK/ironrack.log" &
       ;;
     tftpd-hpa)
       "${pin[@]}" in.tftpd -L -a "127.0.0.1:${PORT[tftpd-hpa]}" -s "$ROOT" \

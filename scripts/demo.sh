@@ -5,7 +5,10 @@
 # a demo signing hierarchy (two offline root keys, threshold 2, delegating to
 # a CI signing key scoped to the demo image), signs a manifest-shaped
 # artifact set and verifies it through the trust chain, with minisign as an
-# independent verifier. Each later stage (mirror, build, lab boot) is added
+# independent verifier; then it syncs a local mirror with the closure of
+# images/gpu-node.toml from the host's apt (snapshots signed by a key the
+# trust root scopes to `mirror:site`), locks the spec against it and builds
+# the image (out/demo/out/gpu-node/1). Each later stage (boot artifacts, lab boot) is added
 # here when it lands. Re-running reuses the keys it made.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,14 +16,15 @@ cd "$(dirname "$0")/.."
 work=${IRONRACK_DEMO_DIR:-$PWD/out/demo}
 bash scripts/deps.sh
 cargo build --release --locked --quiet
-ironrack=$PWD/target/release/ironrack
+repo=$PWD
+ironrack=$repo/target/release/ironrack
 mkdir -p "$work/keys"
 cd "$work"
 
 step() { printf '\n== %s\n' "$*"; }
 
 step "keys: two offline roots and a CI signing key"
-for k in root-a root-b ci; do
+for k in root-a root-b ci mirror; do
   [ -f "keys/$k.key" ] || "$ironrack" keys generate "$k" --dir keys
 done
 
@@ -30,6 +34,9 @@ if [ ! -f trust.json ]; then
     --threshold 2 --expires 365d -o trust.json
   "$ironrack" keys trust add-signer trust.json --pub keys/ci.pub --name ci \
     --scope image:gpu-node --scope channel:stable --expires 90d \
+    --root keys/root-a.key --root keys/root-b.key
+  "$ironrack" keys trust add-signer trust.json --pub keys/mirror.pub --name mirror \
+    --scope mirror:site --expires 90d \
     --root keys/root-a.key --root keys/root-b.key
 fi
 "$ironrack" keys trust show trust.json
@@ -50,5 +57,26 @@ rc=$?
 set -e
 [ $rc -eq 3 ] || { echo "expected exit code 3, got $rc" >&2; exit 1; }
 echo "refused, as it should be"
+
+step "mirror: the closure of images/gpu-node.toml from the host's apt (+ non-free)"
+# The spec is copied next to the mirror so its `mirror.path = "../mirror"`
+# finds the demo's mirror; an operator keeps both in the site's repository.
+mkdir -p images
+cp "$repo/images/gpu-node.toml" images/gpu-node.toml
+[ -d mirror ] || "$ironrack" mirror init mirror --name site
+if [ ! -f mirror/refs/bookworm-site ]; then
+  "$ironrack" mirror sync mirror --from-host-apt \
+    --add-components non-free,non-free-firmware,contrib \
+    --for images/gpu-node.toml --ref bookworm-site --key keys/mirror.key
+fi
+pins=(--pin keys/root-a.pub --pin keys/root-b.pub)
+"$ironrack" mirror verify mirror bookworm-site --trust trust.json "${pins[@]}"
+
+step "lock: resolve the image and build package sets against the verified snapshot"
+"$ironrack" lock images/gpu-node.toml --trust trust.json "${pins[@]}"
+"$ironrack" lock images/gpu-node.toml --check --trust trust.json "${pins[@]}"
+
+step "build: the image from the lock, in a sandbox, bit-for-bit reproducible"
+"$ironrack" build images/gpu-node.toml --trust trust.json "${pins[@]}"
 
 printf '\nDemo done. Files are in %s\n' "$work"

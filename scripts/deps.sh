@@ -43,6 +43,17 @@ packages=(
   # applies the spec's driver patches (headers and source are apt-get
   # downloaded, not installed)
   make libelf1 patch
+  # builder/tests/rootfs: mmdebstrap is the reference our install is
+  # compared with (and scripts/bench-build.sh races); faketime gives the
+  # reproducibility test's second build another wall clock
+  mmdebstrap faketime
+  # builder/tests/rootfs and builder/tests/squashfs: getcap/getfattr (and
+  # setcap/setfattr) check that file capabilities and extended attributes
+  # survive into the images; unsquashfs (-d, -lln, -stat) reads our images,
+  # mksquashfs writes the reference image and is mmdebstrap's counterpart in
+  # scripts/bench-build.sh, with dpkg-scanpackages (the local repository
+  # mmdebstrap reads)
+  libcap2-bin attr squashfs-tools dpkg-dev
   # builder/tests/mirror, tests/mirror_*.rs: gpg makes a throwaway OpenPGP
   # key and signs test repositories (InRelease, Release.gpg) that the
   # mirror sync verifies with gpgv; apt-config is read by --from-host-apt
@@ -50,13 +61,19 @@ packages=(
   # pxe/tests/tftp: real TFTP clients (curl tftp:// with --tftp-blksize,
   # atftp with blksize/tsize/windowsize options, tftp-hpa plain and netascii)
   curl atftp tftp-hpa
-  # builder/tests/squashfs: unsquashfs (-d, -lln, -stat) reads our images and
-  # mksquashfs writes the reference image; setfattr/getfattr and
-  # setcap/getcap set and compare extended attributes and file capabilities
-  squashfs-tools attr libcap2-bin
+  # tests/serve_boot.rs: the test initramfs is made with the real cpio
+  # (newc) around busybox-static, the test UKI with objcopy (binutils)
+  # around systemd-stub; the kernel, systemd-boot-efi and ipxe packages
+  # are fetched with apt-get download and unpacked with dpkg-deb
+  cpio binutils
   # builder/tests/erofs: fsck.erofs (--extract) and dump.erofs read our EROFS
   # images; scripts/bench-fsimage.sh times mkfs.erofs beside our writer
   erofs-utils
+  # builder/tests/release: the SPDX license and exception lists (JSON files
+  # from Debian's node packages; no node runtime) check the SBOM's license
+  # ids; openssl verifies the provenance envelope's Ed25519 signature over a
+  # DSSE PAE computed by python3
+  node-spdx-license-ids node-spdx-exceptions openssl python3
 )
 
 missing=()

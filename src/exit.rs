@@ -39,6 +39,16 @@ fn classify(err: &anyhow::Error) -> u8 {
         {
             return VERIFICATION;
         }
+        if let Some(release) = cause.downcast_ref::<ironrack_builder::release::ReleaseError>()
+            && release.is_verification_failure()
+        {
+            return VERIFICATION;
+        }
+        if let Some(build) = cause.downcast_ref::<ironrack_builder::pipeline::Error>()
+            && build.is_verification_failure()
+        {
+            return VERIFICATION;
+        }
         if cause.downcast_ref::<std::io::Error>().is_some() {
             io = true;
         }

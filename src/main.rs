@@ -41,9 +41,28 @@ enum Command {
     /// Verify a minisign signature (Ed or ED) and print its trusted comment.
     VerifySig(cmd::sign::VerifySigArgs),
 
+    /// Serve a site: DHCP, TFTP and HTTP boot of signed images, with every
+    /// boot recorded (see `ironrack serve --help` for an example site file).
+    Serve(cmd::serve::ServeArgs),
+
+    /// The inventory: nodes, their state and boot timelines.
+    #[command(subcommand)]
+    Nodes(cmd::nodes::NodesCommand),
+
     /// Resolve an image spec into its lock file (images/NAME.lock), update
     /// one package of it, or check it against the spec and the repository.
     Lock(cmd::lock::LockArgs),
+
+    /// Build an image from its spec and lock: install the locked packages,
+    /// configure them in a sandbox, normalise, write the images to
+    /// OUT/NAME/VERSION/ (reusing the stage cache when nothing changed).
+    #[command(long_about = cmd::build::ABOUT)]
+    Build(cmd::build::BuildArgs),
+
+    /// Re-check a built image offline: the manifest's signature through the
+    /// trust file, every artifact's digest, the SBOM, the signed provenance,
+    /// the UKI's Authenticode digest and PCR 11, the NVIDIA chain report.
+    Verify(cmd::verify::VerifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -72,7 +91,11 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Mirror(command) => cmd::mirror::run(command),
         Command::Sign(args) => cmd::sign::sign(args),
         Command::VerifySig(args) => cmd::sign::verify_sig(args),
+        Command::Serve(args) => cmd::serve::run(args),
+        Command::Nodes(command) => cmd::nodes::run(command),
         Command::Lock(args) => cmd::lock::run(args),
+        Command::Build(args) => cmd::build::run(args),
+        Command::Verify(args) => cmd::verify::run(args),
     }
 }
 

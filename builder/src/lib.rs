@@ -8,6 +8,9 @@
 //! the map.
 
 pub mod boot;
+pub mod pipeline;
+pub mod publish;
+pub mod release;
 pub mod rootfs;
 pub mod source;
 pub mod spec;

@@ -665,7 +665,7 @@ impl Error {
     }
 
     /// Wrap this error with the file it happened in.
-    pub(crate) fn in_file(self, path: impl Into<PathBuf>) -> Error {
+    pub fn in_file(self, path: impl Into<PathBuf>) -> Error {
         Error::InFile {
             path: path.into(),
             source: Box::new(self),

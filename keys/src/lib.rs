@@ -15,7 +15,7 @@
 pub mod canonical;
 pub mod digest;
 mod error;
-mod files;
+pub mod files;
 mod keyid;
 mod keypair;
 pub mod manifest;

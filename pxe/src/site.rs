@@ -37,6 +37,13 @@
 //! [boot]                              # first-stage iPXE binaries
 //! bios = "undionly.kpxe"
 //! uefi-x64 = "snponly.efi"
+//! ipxe-deb = "/srv/mirror/pool/main/i/ipxe/ipxe_1.0.0+git-20190125.36a4c85-5.1_all.deb"
+//!
+//! [tftp]                              # see net::tftp::TftpConfig
+//! max-sessions = 512
+//!
+//! [http]                              # see net::http::HttpConfig
+//! memory-cache-bytes = 268435456
 //!
 //! [[rack]]
 //! name = "r01"
@@ -46,6 +53,7 @@
 //! ip = "198.18.0.11"
 //! image = "gpu-node"
 //! profile = "h100x8"
+//! # version = 3                       # pin; a rollback also needs force-version = true
 //! ```
 
 use std::collections::HashMap;
@@ -53,6 +61,9 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+use crate::net::http::HttpConfig;
+use crate::net::tftp::TftpConfig;
 
 /// The longest `http-base-url` accepted: the boot file name field of a DHCP
 /// reply holds 128 bytes, and `/boot/<mac>.ipxe` or `/ipxe/<file>` must fit
@@ -84,12 +95,12 @@ pub struct SiteConfig {
     /// Racks and their nodes (`[[rack]]`, `[[rack.node]]`).
     #[serde(default, rename = "rack")]
     pub racks: Vec<RackConfig>,
-    /// Reserved for the TFTP server's settings; that part defines the fields.
+    /// TFTP server settings (`[tftp]`); every key has a default.
     #[serde(default)]
-    pub tftp: Option<toml::Table>,
-    /// Reserved for the HTTP server's settings; that part defines the fields.
+    pub tftp: TftpConfig,
+    /// HTTP server settings (`[http]`); every key has a default.
     #[serde(default)]
-    pub http: Option<toml::Table>,
+    pub http: HttpConfig,
     /// Reserved for the attestation service's settings (profiles, CA roots);
     /// that part defines the fields.
     #[serde(default)]
@@ -107,6 +118,14 @@ pub struct ServerConfig {
     /// What to do with a MAC no rack lists.
     #[serde(default)]
     pub unknown_nodes: UnknownNodePolicy,
+    /// The state database (inventory, boot timelines, leases), relative to
+    /// the site file. Default `/var/lib/ironrack/state.db`.
+    #[serde(default = "default_database")]
+    pub database: PathBuf,
+}
+
+fn default_database() -> PathBuf {
+    PathBuf::from("/var/lib/ironrack/state.db")
 }
 
 /// `[images]`: where built images live and what must have signed them.
@@ -129,7 +148,8 @@ pub enum UnknownNodePolicy {
     /// An address from the pool and a boot into discovery.
     Discover,
     /// As discover, and the node is recorded as pending enrollment until an
-    /// operator approves it.
+    /// operator approves it (`ironrack nodes approve MAC --image NAME`),
+    /// after which it boots that image.
     Enroll,
 }
 
@@ -250,6 +270,10 @@ pub struct BootFiles {
     /// arm64 iPXE; without it such clients get no answer.
     #[serde(default)]
     pub uefi_arm64: Option<String>,
+    /// The Debian `ipxe` package (.deb) the iPXE binaries are taken from,
+    /// relative to the site file. Without it, no iPXE binary is served.
+    #[serde(default)]
+    pub ipxe_deb: Option<PathBuf>,
 }
 
 fn default_bios() -> String {
@@ -266,6 +290,7 @@ impl Default for BootFiles {
             bios: default_bios(),
             uefi_x64: default_uefi_x64(),
             uefi_arm64: None,
+            ipxe_deb: None,
         }
     }
 }
@@ -293,9 +318,17 @@ pub struct NodeConfig {
     /// pool address.
     #[serde(default)]
     pub ip: Option<Ipv4Addr>,
-    /// Image name the node boots (resolved in the image store).
+    /// Image name the node boots (resolved in the image store): the newest
+    /// verified version unless `version` pins one.
     #[serde(default)]
     pub image: Option<String>,
+    /// Pins the image version. A version lower than one already served to
+    /// this node is refused (rollback) unless `force-version` is true.
+    #[serde(default)]
+    pub version: Option<u64>,
+    /// Lets the operator roll this node back to `version` on purpose.
+    #[serde(default)]
+    pub force_version: bool,
     /// Hardware profile the attestation checks the node against.
     #[serde(default)]
     pub profile: Option<String>,
@@ -524,6 +557,28 @@ impl Site {
     /// The HTTP base URL without a trailing slash.
     pub fn http_base(&self) -> &str {
         self.config.server.http_base_url.trim_end_matches('/')
+    }
+
+    /// The TCP port of the HTTP base URL (80 when it names none).
+    pub fn http_base_port(&self) -> u16 {
+        let rest = self.http_base().split_once("://").map_or("", |(_, r)| r);
+        let host = rest.split('/').next().unwrap_or("");
+        host.rsplit_once(':')
+            .and_then(|(_, port)| port.parse().ok())
+            .unwrap_or(80)
+    }
+
+    /// A path from the site file, relative to the file's directory.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        match self.path.parent() {
+            Some(dir) if path.is_relative() => dir.join(path),
+            _ => path.to_owned(),
+        }
+    }
+
+    /// The node named `name` (host name), if any rack lists it.
+    pub fn node_by_name(&self, name: &str) -> Option<&Node> {
+        self.nodes_by_mac.values().find(|n| n.name() == name)
     }
 }
 

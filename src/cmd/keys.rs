@@ -57,7 +57,7 @@ pub struct VerifyManifestArgs {
 
     /// Pinned root public key; the trust file must meet its threshold with
     /// pinned roots alone. Repeat for several.
-    #[arg(long = "root", value_name = "PUBKEY")]
+    #[arg(long = "root", visible_alias = "pin", value_name = "PUBKEY")]
     pub roots: Vec<PathBuf>,
 
     /// File keeping the highest version seen per image and channel

@@ -5,13 +5,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use ironrack_builder::source::Catalog;
-use ironrack_builder::source::lock::{self, Lock, LockedFiles, RepoDir};
-use ironrack_builder::source::mirror::Snapshot;
+use ironrack_builder::source::lock::{self, Lock};
 use ironrack_builder::spec::{ImageSpec, PackageSet};
 
 use super::mirror::SnapshotKeyArgs;
 use super::outln;
+use super::source::Source;
 
 /// Arguments of `ironrack lock`.
 #[derive(Debug, Args)]
@@ -25,6 +24,11 @@ pub struct LockArgs {
     /// spec's mirror snapshot.
     #[arg(long, value_name = "DIR")]
     pub repo: Option<PathBuf>,
+
+    /// The local mirror [default: the spec's `mirror.path`, relative to the
+    /// spec file].
+    #[arg(long, value_name = "DIR", conflicts_with = "repo")]
+    pub mirror: Option<PathBuf>,
 
     /// The key that signs the mirror's snapshots (needed unless --repo).
     #[command(flatten)]
@@ -49,7 +53,13 @@ pub fn run(args: LockArgs) -> anyhow::Result<()> {
         std::fs::read(&args.spec).with_context(|| format!("reading {}", args.spec.display()))?;
     let spec = ImageSpec::parse_bytes(&spec_bytes, &args.spec)?;
     let lock_path = lock_path(&args.spec);
-    let source = open_snapshot(&spec, &args.spec, args.repo.as_deref(), &args.key)?;
+    let source = Source::open(
+        &spec,
+        &args.spec,
+        args.repo.as_deref(),
+        args.mirror.as_deref(),
+        &args.key,
+    )?;
     let repo = source.files();
     if args.check {
         let lock = Lock::load(&lock_path)?;
@@ -103,63 +113,4 @@ pub fn run(args: LockArgs) -> anyhow::Result<()> {
 /// `images/NAME.toml` → `images/NAME.lock`.
 fn lock_path(spec: &Path) -> PathBuf {
     spec.with_extension("lock")
-}
-
-/// The packages to lock from: `--repo DIR` (a plain repository tree,
-/// unsigned), else the spec's mirror snapshot, its signature verified.
-fn open_snapshot(
-    spec: &ImageSpec,
-    spec_path: &Path,
-    repo: Option<&Path>,
-    key: &SnapshotKeyArgs,
-) -> anyhow::Result<Source> {
-    if let Some(dir) = repo {
-        return Ok(Source::Repo(Box::new(RepoDir::open(dir, &spec.suite)?)));
-    }
-    let mirror = super::mirror::open(&spec.mirror_root(spec_path))?;
-    let verifier = key.verifier(&mirror)?;
-    let snapshot = mirror
-        .snapshot(&spec.mirror.snapshot, &verifier)
-        .with_context(|| {
-            format!(
-                "opening snapshot {} of mirror {}",
-                spec.mirror.snapshot,
-                mirror.name()
-            )
-        })?;
-    if snapshot.suite() != spec.suite {
-        bail!(
-            "{}: suite {} but snapshot {} carries suite {}",
-            spec_path.display(),
-            spec.suite,
-            snapshot.id(),
-            snapshot.suite()
-        );
-    }
-    Ok(Source::Snapshot(Box::new(snapshot)))
-}
-
-/// Where the packages come from.
-enum Source {
-    Repo(Box<RepoDir>),
-    Snapshot(Box<Snapshot>),
-}
-
-impl Source {
-    fn files(&self) -> &dyn LockedFiles {
-        match self {
-            Source::Repo(r) => r.as_ref(),
-            Source::Snapshot(s) => s.as_ref(),
-        }
-    }
-
-    fn catalog(&self, arch: &str) -> anyhow::Result<std::borrow::Cow<'_, Catalog>> {
-        Ok(match self {
-            Source::Repo(r) => std::borrow::Cow::Owned(
-                r.catalog(arch)
-                    .with_context(|| format!("reading repository {}", r.root().display()))?,
-            ),
-            Source::Snapshot(s) => std::borrow::Cow::Borrowed(s.catalog()),
-        })
-    }
 }

@@ -1,11 +1,16 @@
 //! Command implementations: parse arguments into library calls, add
 //! context naming the files involved, print results. No decisions here.
 
+pub mod build;
 pub mod keys;
 pub mod lock;
 pub mod mirror;
+pub mod nodes;
+pub mod serve;
 pub mod sign;
+pub mod source;
 mod trust;
+pub mod verify;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

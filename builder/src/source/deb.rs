@@ -350,6 +350,10 @@ pub struct EntryHeader {
     pub link: Option<PathBuf>,
     /// Device major and minor numbers.
     pub device: Option<(u32, u32)>,
+    /// Extended attributes from PAX `SCHILY.xattr.NAME` records (the form
+    /// GNU tar and libarchive write; file capabilities travel as
+    /// `security.capability`), in archive order.
+    pub xattrs: Vec<(String, Vec<u8>)>,
 }
 
 /// One entry: its header and a reader of its bytes.
@@ -395,9 +399,10 @@ impl<'a, R: Read> Iterator for DataEntries<'a, R> {
         let entry = self.inner.next()?;
         Some(
             entry
-                .and_then(|inner| {
+                .and_then(|mut inner| {
+                    let xattrs = xattrs_of(&mut inner)?;
                     Ok(DataEntry {
-                        header: header_of(&inner)?,
+                        header: header_of(&inner, xattrs)?,
                         inner,
                     })
                 })
@@ -414,7 +419,30 @@ fn bytes_to_path(b: Cow<'_, [u8]>) -> PathBuf {
     PathBuf::from(OsStr::from_bytes(&b))
 }
 
-fn header_of<R: Read>(entry: &tar::Entry<'_, R>) -> io::Result<EntryHeader> {
+/// The PAX key prefix under which GNU tar and libarchive store xattrs.
+const XATTR_PAX_PREFIX: &[u8] = b"SCHILY.xattr.";
+
+fn xattrs_of<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Vec<(String, Vec<u8>)>> {
+    let Some(extensions) = entry.pax_extensions()? else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for extension in extensions {
+        let extension = extension?;
+        if let Some(name) = extension.key_bytes().strip_prefix(XATTR_PAX_PREFIX) {
+            let name = String::from_utf8(name.to_vec()).map_err(|_| {
+                io::Error::new(io::ErrorKind::InvalidData, "xattr name is not UTF-8")
+            })?;
+            out.push((name, extension.value_bytes().to_vec()));
+        }
+    }
+    Ok(out)
+}
+
+fn header_of<R: Read>(
+    entry: &tar::Entry<'_, R>,
+    xattrs: Vec<(String, Vec<u8>)>,
+) -> io::Result<EntryHeader> {
     let h = entry.header();
     let kind = match h.entry_type() {
         tar::EntryType::Regular | tar::EntryType::Continuous => EntryKind::File,
@@ -450,5 +478,6 @@ fn header_of<R: Read>(entry: &tar::Entry<'_, R>) -> io::Result<EntryHeader> {
         },
         link: entry.link_name_bytes().map(bytes_to_path),
         device,
+        xattrs,
     })
 }

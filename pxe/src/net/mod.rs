@@ -1,4 +1,5 @@
 //! The network services of a PXE boot: each module serves one protocol.
 
 pub mod dhcp;
+pub mod http;
 pub mod tftp;

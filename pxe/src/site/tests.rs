@@ -47,7 +47,10 @@ ip = "198.18.4.12"
 boot-file = "ipxe.efi"
 
 [tftp]
-anything = "the TFTP part owns this table"
+max-sessions = 64
+
+[http]
+memory-cache-bytes = 1048576
 "#;
 
 fn load(text: &str) -> Result<Site, SiteError> {
@@ -90,7 +93,9 @@ fn good_site_loads_with_lookups() {
         site.config.server.unknown_nodes,
         UnknownNodePolicy::Discover
     );
-    assert!(site.config.tftp.is_some());
+    assert_eq!(site.config.tftp.max_sessions, 64);
+    assert_eq!(site.config.http.memory_cache_bytes, 1 << 20);
+    assert_eq!(site.http_base_port(), 8080);
 }
 
 #[test]
@@ -340,4 +345,18 @@ mod fuzz {
             }
         }
     }
+}
+
+#[test]
+fn the_documented_example_site_loads() {
+    let text = include_str!("../../../docs/site.example.toml");
+    let site = load(text).expect("docs/site.example.toml");
+    assert_eq!(site.config.http.retry_max_seconds, 60);
+    assert_eq!(site.config.tftp.max_blksize, 1468);
+    let pinned = site.node_by_name("gpu-r01-n02").unwrap();
+    assert_eq!(
+        (pinned.config.version, pinned.config.force_version),
+        (Some(3), true)
+    );
+    assert!(site.config.boot.ipxe_deb.is_some());
 }

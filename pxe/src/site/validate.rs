@@ -87,6 +87,12 @@ impl Validator<'_> {
                 self.boot_file(key, file)?;
             }
         }
+        if let Err(e) = config.tftp.validate() {
+            return Err(self.invalid(format!("tftp.{}", e.key), e.to_string()));
+        }
+        if let Err((key, why)) = config.http.validate() {
+            return Err(self.invalid(format!("http.{key}"), why));
+        }
         let dhcp = &config.dhcp;
         if dhcp.mode == DhcpMode::Authoritative && dhcp.lease_time < 60 {
             return Err(self.invalid("dhcp.lease-time", "shorter than 60 seconds"));

@@ -2,20 +2,24 @@
 //! several servers can move from the embedded SQLite store to PostgreSQL.
 //!
 //! [`Store`] is the whole state; each kind of record gets its own accessor
-//! trait beside [`LeaseStore`] (inventory and boot timelines come next, as
-//! `Store::nodes()` and `Store::events()`), so a backend implements them
-//! one by one and callers ask only for what they use.
+//! trait ([`LeaseStore`], [`InventoryStore`] for nodes, boot timelines and
+//! image status), so a backend implements them one by one and callers ask
+//! only for what they use.
 //!
 //! Durability contract: when a `put` returns `Ok`, the record survives a
 //! crash of the process and of the machine. The DHCP server sends an ACK
 //! only after that, so no client ever holds an address the server has
 //! forgotten.
 
+mod inventory;
 mod sqlite;
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
+pub use inventory::{
+    Approval, ImageStatus, InventoryStore, NodeEvent, NodeRecord, node_state_after,
+};
 pub use sqlite::SqliteStore;
 
 use crate::site::MacAddr;
@@ -89,6 +93,8 @@ pub trait LeaseStore: Send + Sync {
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// Lease records.
     fn leases(&self) -> &dyn LeaseStore;
+    /// Nodes, boot timelines, image status.
+    fn inventory(&self) -> &dyn InventoryStore;
 }
 
 /// Store failures, naming the database and the operation.
@@ -123,7 +129,7 @@ pub enum StoreError {
         source: rusqlite::Error,
     },
     /// A stored row does not parse (edited by hand, or corrupted).
-    #[error("state database {path}: lease row {row}: {why}")]
+    #[error("state database {path}: row {row}: {why}")]
     BadRow {
         /// The database file.
         path: PathBuf,

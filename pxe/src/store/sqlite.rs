@@ -14,7 +14,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Lease, LeaseState, LeaseStore, Store, StoreError};
+use super::{InventoryStore, Lease, LeaseState, LeaseStore, Store, StoreError};
 
 /// Schema versions, in `PRAGMA user_version`. Each entry upgrades from the
 /// previous version; the next part (inventory, timelines) appends its own.
@@ -28,6 +28,45 @@ const MIGRATIONS: &[&str] = &[
         hostname    TEXT
     ) STRICT;
     CREATE INDEX leases_mac ON leases (mac);",
+    // 2: inventory, boot timelines, rollback records, image status.
+    "CREATE TABLE nodes (
+        mac         TEXT PRIMARY KEY NOT NULL,
+        name        TEXT,
+        image       TEXT,
+        state       TEXT NOT NULL,
+        last_event  TEXT NOT NULL,
+        last_at     INTEGER NOT NULL,
+        first_seen  INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE events (
+        id          INTEGER PRIMARY KEY,
+        mac         TEXT NOT NULL,
+        at          INTEGER NOT NULL,
+        node        TEXT,
+        kind        TEXT NOT NULL,
+        image       TEXT,
+        detail      TEXT
+    ) STRICT;
+    CREATE INDEX events_mac ON events (mac, id);
+    CREATE TABLE served (
+        mac         TEXT NOT NULL,
+        image       TEXT NOT NULL,
+        version     INTEGER NOT NULL,
+        PRIMARY KEY (mac, image)
+    ) STRICT;
+    CREATE TABLE image_status (
+        dir         TEXT PRIMARY KEY NOT NULL,
+        name        TEXT NOT NULL,
+        version     INTEGER,
+        status      TEXT NOT NULL,
+        reason      TEXT
+    ) STRICT;",
+    // 3: operators' approvals (`ironrack nodes approve`).
+    "CREATE TABLE approvals (
+        mac         TEXT PRIMARY KEY NOT NULL,
+        image       TEXT,
+        approved_at INTEGER NOT NULL
+    ) STRICT;",
 ];
 
 /// SQLite-backed [`Store`].
@@ -38,6 +77,26 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// Opens an existing database read-only (`ironrack nodes`), without
+    /// touching its schema.
+    pub fn open_read_only(path: &Path) -> Result<SqliteStore, StoreError> {
+        let open_err = |source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(open_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(open_err)?;
+        Ok(SqliteStore {
+            path: path.to_owned(),
+            conn: Mutex::new(conn),
+        })
+    }
+
     /// Opens (creating if needed) the database at `path` and brings its
     /// schema up to date.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
@@ -94,7 +153,7 @@ impl SqliteStore {
         })
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    pub(super) fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave a half-done SQLite
         // transaction behind (it rolls back on drop), so the connection is
         // still sound.
@@ -103,7 +162,10 @@ impl SqliteStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn query_err(&self, op: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
+    pub(super) fn query_err(
+        &self,
+        op: impl Into<String>,
+    ) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
         let op = op.into();
         move |source| StoreError::Query {
             path: self.path.clone(),
@@ -137,6 +199,10 @@ impl SqliteStore {
 
 impl Store for SqliteStore {
     fn leases(&self) -> &dyn LeaseStore {
+        self
+    }
+
+    fn inventory(&self) -> &dyn InventoryStore {
         self
     }
 }
@@ -227,6 +293,8 @@ impl SqliteStore {
     }
 }
 
+mod inventory;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,6 +383,6 @@ mod tests {
             )
             .unwrap();
         let err = store.all_leases().unwrap_err();
-        assert!(err.to_string().contains("lease row 198.18.0.9"), "{err}");
+        assert!(err.to_string().contains("row 198.18.0.9"), "{err}");
     }
 }

@@ -1,4 +1,5 @@
-//! Filesystem images of a root tree.
+//! Filesystem images of a finished root: deterministic writers.
 
 pub mod erofs;
 pub mod squashfs;
+pub mod tar;

@@ -51,6 +51,12 @@ impl RepoDir {
         })
     }
 
+    /// The Release `Date` in Unix seconds (builds use it as
+    /// SOURCE_DATE_EPOCH), if the Release has one.
+    pub fn date(&self) -> Option<i64> {
+        self.release.date_unix
+    }
+
     /// The repository root.
     pub fn root(&self) -> &Path {
         &self.root

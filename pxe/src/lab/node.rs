@@ -1,0 +1,236 @@
+//! A qemu node of the lab: SeaBIOS with the NIC's iPXE ROM, or OVMF with
+//! its own PXE/HTTP boot and a software TPM (swtpm, manufactured once per
+//! node with an EK certificate from swtpm's local CA).
+
+use std::fmt;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::error::LabError;
+use super::net::{LabNet, run, which};
+use super::state::Proc;
+
+/// OVMF's code (read-only, shared) and the template of its variable store.
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+/// Copied per node: UEFI writes boot variables into it.
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
+/// A node's firmware.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Firmware {
+    /// OVMF (x86-64 UEFI) with a TPM.
+    Uefi,
+    /// SeaBIOS; the NIC's option ROM is iPXE.
+    Bios,
+}
+
+impl fmt::Display for Firmware {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Firmware::Uefi => "uefi",
+            Firmware::Bios => "bios",
+        })
+    }
+}
+
+/// One node to start.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Node name (also its directory under the lab dir).
+    pub name: String,
+    /// Its NIC's MAC.
+    pub mac: [u8; 6],
+    /// Firmware.
+    pub firmware: Firmware,
+    /// Memory in MiB (the stateless image lives in RAM).
+    pub memory_mib: u32,
+    /// The node's directory: console log, OVMF vars, TPM state.
+    pub dir: PathBuf,
+    /// Its tap in the lab namespace.
+    pub tap: String,
+}
+
+/// `52:54:00:xx:xx:xx` spelling.
+pub fn mac_text(mac: &[u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// The processes of a started node.
+#[derive(Debug, Clone)]
+pub struct Started {
+    /// qemu.
+    pub qemu: Proc,
+    /// swtpm (UEFI nodes).
+    pub swtpm: Option<Proc>,
+}
+
+impl NodeConfig {
+    /// The serial console log.
+    pub fn console(&self) -> PathBuf {
+        self.dir.join("console.log")
+    }
+
+    fn tpm_state(&self) -> PathBuf {
+        self.dir.join("tpm")
+    }
+
+    fn tpm_socket(&self) -> PathBuf {
+        self.dir.join("swtpm.sock")
+    }
+
+    /// Makes the node's TPM once: EK (RSA and ECC) with certificates signed
+    /// by swtpm's local CA, a platform certificate, NV locked, like a TPM
+    /// from a vendor.
+    pub fn manufacture_tpm(&self) -> Result<(), LabError> {
+        let state = self.tpm_state();
+        if state.join("tpm2-00.permall").is_file() {
+            return Ok(());
+        }
+        which("swtpm_setup", "swtpm-tools")?;
+        std::fs::create_dir_all(&state).map_err(|source| LabError::File {
+            path: state.clone(),
+            source,
+        })?;
+        run(std::process::Command::new("swtpm_setup")
+            .args(["--tpm2", "--tpmstate"])
+            .arg(&state)
+            .args([
+                "--create-ek-cert",
+                "--create-platform-cert",
+                "--lock-nvram",
+                "--overwrite",
+            ]))
+    }
+
+    /// Starts the node (and its swtpm) inside `net`, detached: they run
+    /// until `lab down` stops them by PID.
+    pub fn start(&self, net: &LabNet) -> Result<Started, LabError> {
+        which("qemu-system-x86_64", "qemu-system-x86")?;
+        let swtpm = match self.firmware {
+            Firmware::Uefi => Some(self.start_swtpm()?),
+            Firmware::Bios => None,
+        };
+        let mut cmd = net.command("qemu-system-x86_64");
+        cmd.args(["-name", &self.name, "-accel", "tcg", "-m"])
+            .arg(self.memory_mib.to_string())
+            .args(["-smp", "1", "-display", "none", "-no-reboot"])
+            .arg("-serial")
+            .arg(format!("file:{}", self.console().display()))
+            .arg("-netdev")
+            .arg(format!(
+                "tap,id=n0,ifname={},script=no,downscript=no",
+                self.tap
+            ));
+        let mac = mac_text(&self.mac);
+        match self.firmware {
+            Firmware::Bios => {
+                cmd.args(["-boot", "n", "-device"])
+                    .arg(format!("virtio-net-pci,netdev=n0,mac={mac}"));
+            }
+            Firmware::Uefi => {
+                let vars = self.dir.join("OVMF_VARS.fd");
+                if !vars.is_file() {
+                    std::fs::copy(OVMF_VARS, &vars).map_err(|source| LabError::File {
+                        path: PathBuf::from(OVMF_VARS),
+                        source,
+                    })?;
+                }
+                cmd.arg("-drive")
+                    .arg(format!(
+                        "if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"
+                    ))
+                    .arg("-drive")
+                    .arg(format!(
+                        "if=pflash,format=raw,unit=1,file={}",
+                        vars.display()
+                    ))
+                    .arg("-device")
+                    .arg(format!("virtio-net-pci,netdev=n0,mac={mac},romfile="))
+                    .arg("-chardev")
+                    .arg(format!(
+                        "socket,id=chrtpm,path={}",
+                        self.tpm_socket().display()
+                    ))
+                    .args([
+                        "-tpmdev",
+                        "emulator,id=tpm0,chardev=chrtpm",
+                        "-device",
+                        "tpm-tis,tpmdev=tpm0",
+                    ]);
+            }
+        }
+        let log = self.dir.join("qemu.log");
+        let qemu = spawn(cmd, &log, &format!("qemu {}", self.name))?;
+        Ok(Started { qemu, swtpm })
+    }
+
+    fn start_swtpm(&self) -> Result<Proc, LabError> {
+        which("swtpm", "swtpm")?;
+        self.manufacture_tpm()?;
+        let socket = self.tpm_socket();
+        let _ = std::fs::remove_file(&socket);
+        let mut cmd = std::process::Command::new("swtpm");
+        cmd.args(["socket", "--tpm2", "--tpmstate"])
+            .arg(format!("dir={}", self.tpm_state().display()))
+            .arg("--ctrl")
+            .arg(format!("type=unixio,path={}", socket.display()))
+            .arg("--log")
+            .arg(format!("file={}", self.dir.join("swtpm.log").display()));
+        let proc = spawn(
+            cmd,
+            &self.dir.join("swtpm.out"),
+            &format!("swtpm {}", self.name),
+        )?;
+        // qemu connects at start: the socket must exist first.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            if !proc.alive() || Instant::now() > deadline {
+                return Err(LabError::Exited {
+                    what: format!("swtpm of {}", self.name),
+                    pid: proc.pid,
+                    log: self.dir.join("swtpm.log"),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(proc)
+    }
+}
+
+/// Starts `cmd` in its own process group (a Ctrl-C at the terminal that
+/// ran `lab up` does not reach it), output to `log`.
+pub fn spawn(mut cmd: std::process::Command, log: &Path, what: &str) -> Result<Proc, LabError> {
+    use std::os::unix::process::CommandExt;
+    let out = File::create(log).map_err(|source| LabError::File {
+        path: log.to_owned(),
+        source,
+    })?;
+    let err = out.try_clone().map_err(|source| LabError::File {
+        path: log.to_owned(),
+        source,
+    })?;
+    let line = format!("{cmd:?}");
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .process_group(0)
+        .spawn()
+        .map_err(|source| LabError::Spawn {
+            command: line,
+            source,
+        })?;
+    let proc = Proc::of(child.id(), what, log)?;
+    // The child is reaped by whoever outlives it; `lab down` stops it by
+    // PID. Dropping `Child` does not kill it.
+    drop(child);
+    Ok(proc)
+}

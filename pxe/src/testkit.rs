@@ -1,0 +1,240 @@
+//! Test support (feature `testkit`, never in the shipped binary): signed
+//! images made with keys created on the spot, a real Debian kernel, a tiny
+//! initramfs, and the real `ipxe` package. Used by the integration tests,
+//! the boot lab tests and scripts/bench-http.sh.
+//!
+//! The kernel and the iPXE package are fetched with `apt-get download`
+//! into a cache directory and unpacked with `dpkg-deb -x`, once.
+//! The initramfs is made with the real `cpio` and `gzip`, around
+//! busybox-static: its `/init` prints a marker line and powers off. A
+//! test UKI is assembled with objcopy around the real systemd-stub, as the
+//! builder's PE tests do. It is a test harness, not a product.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ironrack_keys::trust::{Delegation, Scope};
+use ironrack_keys::{
+    Artifact, SecretKey, SignedManifest, Timestamp, TrustFile, write_signed_manifest,
+};
+
+/// The kernel package the boot tests use (facts.md: bootable under TCG).
+pub const KERNEL_PACKAGE: &str = "linux-image-6.1.0-50-cloud-amd64";
+/// The iPXE package version of Debian 12.
+pub const IPXE_PACKAGE: &str = "ipxe";
+/// The package with systemd-stub (the UKI stub; 252 in Debian 12).
+pub const STUB_PACKAGE: &str = "systemd-boot-efi";
+/// The line the test initramfs prints when it runs.
+pub const INIT_MARKER: &str = "IRONRACK-TEST-INIT-REACHED";
+
+/// Test-support failures, as text: these run in tests and scripts only.
+pub type Result<T> = std::result::Result<T, String>;
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let out = cmd.output().map_err(|e| format!("running {cmd:?}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(())
+}
+
+/// A signing hierarchy for tests: one root (threshold 1) delegating to a
+/// signer for every image and channel. Writes `trust.json` in `dir`.
+#[derive(Debug)]
+pub struct SigningWorld {
+    /// The trust file.
+    pub trust_path: PathBuf,
+    signer: SecretKey,
+}
+
+impl SigningWorld {
+    /// Makes fresh keys and `dir/trust.json`.
+    pub fn new(dir: &Path) -> Result<SigningWorld> {
+        let e = |e: ironrack_keys::Error| e.to_string();
+        let root = SecretKey::generate().map_err(e)?;
+        let signer = SecretKey::generate().map_err(e)?;
+        let expires = Timestamp::now().plus_days(30);
+        let mut trust = TrustFile::new(vec![root.public_key()], 1, expires).map_err(e)?;
+        let scope: Vec<Scope> = ["image:*", "channel:*"]
+            .iter()
+            .map(|s| s.parse().map_err(|_| format!("scope {s}")))
+            .collect::<Result<_>>()?;
+        trust
+            .signed
+            .add_signer(Delegation {
+                name: "test-ci".into(),
+                id: signer.key_id(),
+                public: signer.public_key(),
+                expires,
+                scope,
+            })
+            .map_err(e)?;
+        trust.sign(&root).map_err(e)?;
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        let trust_path = dir.join("trust.json");
+        std::fs::write(&trust_path, trust.to_bytes().map_err(e)?).map_err(|e| e.to_string())?;
+        Ok(SigningWorld { trust_path, signer })
+    }
+
+    /// Writes `out/<name>/<version>/` with `artifacts` (name, source file),
+    /// copied in, and a signed manifest whose payload carries `cmdline` as
+    /// `kernel.cmdline`. Returns the image directory.
+    pub fn image(
+        &self,
+        out: &Path,
+        name: &str,
+        version: u64,
+        cmdline: &str,
+        artifacts: &[(&str, &Path)],
+    ) -> Result<PathBuf> {
+        let dir = out.join(name).join(version.to_string());
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let mut listed = Vec::new();
+        for (file, source) in artifacts {
+            std::fs::copy(source, dir.join(file))
+                .map_err(|e| format!("copying {} to {}: {e}", source.display(), dir.display()))?;
+            listed.push(Artifact::from_file(&dir, file).map_err(|e| e.to_string())?);
+        }
+        let manifest = SignedManifest::new(
+            name,
+            "stable",
+            version,
+            Timestamp::now().plus_days(7),
+            listed,
+            serde_json::json!({ "kernel": { "cmdline": cmdline } }),
+        );
+        write_signed_manifest(&dir, &self.signer, &manifest).map_err(|e| e.to_string())?;
+        Ok(dir)
+    }
+}
+
+/// `package` (apt's candidate) downloaded into `cache`; returns the .deb.
+pub fn download(cache: &Path, package: &str) -> Result<PathBuf> {
+    let dir = cache.join(format!("{package}.deb.d"));
+    let find = |dir: &Path| -> Option<PathBuf> {
+        std::fs::read_dir(dir)
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.extension().is_some_and(|x| x == "deb"))
+    };
+    if let Some(deb) = find(&dir) {
+        return Ok(deb);
+    }
+    let tmp = cache.join(format!("{package}.deb.tmp"));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| e.to_string())?;
+    run(Command::new("apt-get")
+        .args(["download", "-q", package])
+        .current_dir(&tmp))?;
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::rename(&tmp, &dir).map_err(|e| e.to_string())?;
+    find(&dir).ok_or_else(|| format!("apt-get download {package} produced no .deb"))
+}
+
+/// The Debian cloud kernel's `vmlinuz`, unpacked once into `cache`.
+pub fn kernel(cache: &Path) -> Result<PathBuf> {
+    let root = cache.join("kernel-root");
+    let find = |root: &Path| -> Option<PathBuf> {
+        std::fs::read_dir(root.join("boot"))
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+            })
+    };
+    if let Some(k) = find(&root) {
+        return Ok(k);
+    }
+    let deb = download(cache, KERNEL_PACKAGE)?;
+    let tmp = cache.join("kernel-root.tmp");
+    let _ = std::fs::remove_dir_all(&tmp);
+    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tmp))?;
+    std::fs::rename(&tmp, &root).map_err(|e| e.to_string())?;
+    find(&root).ok_or_else(|| format!("{} holds no /boot/vmlinuz-*", deb.display()))
+}
+
+/// A gzip'd newc initramfs: busybox-static and an `/init` that prints
+/// [`INIT_MARKER`] with the kernel command line, then powers off.
+pub fn initramfs(work: &Path) -> Result<PathBuf> {
+    let root = work.join("initramfs-root");
+    let _ = std::fs::remove_dir_all(&root);
+    for d in ["bin", "dev", "proc", "sys"] {
+        std::fs::create_dir_all(root.join(d)).map_err(|e| e.to_string())?;
+    }
+    std::fs::copy("/bin/busybox", root.join("bin/busybox"))
+        .map_err(|e| format!("copying /bin/busybox (busybox-static): {e}"))?;
+    let init = format!(
+        "#!/bin/busybox sh\n\
+         /bin/busybox mount -t proc proc /proc\n\
+         echo \"{INIT_MARKER} cmdline=$(/bin/busybox cat /proc/cmdline)\"\n\
+         /bin/busybox poweroff -f\n"
+    );
+    std::fs::write(root.join("init"), init).map_err(|e| e.to_string())?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(root.join("init"), std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| e.to_string())?;
+    let out = work.join("initrd.img");
+    let script = format!(
+        "cd {} && find . | LC_ALL=C sort | cpio -o -H newc --quiet | gzip -9 > {}",
+        root.display(),
+        out.display()
+    );
+    run(Command::new("sh").args(["-c", &script]))?;
+    Ok(out)
+}
+
+/// Debian's systemd-stub (`linuxx64.efi.stub`), unpacked once into `cache`.
+pub fn stub(cache: &Path) -> Result<PathBuf> {
+    let root = cache.join("stub-root");
+    let stub = root.join("usr/lib/systemd/boot/efi/linuxx64.efi.stub");
+    if stub.is_file() {
+        return Ok(stub);
+    }
+    let deb = download(cache, STUB_PACKAGE)?;
+    let tmp = cache.join("stub-root.tmp");
+    let _ = std::fs::remove_dir_all(&tmp);
+    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tmp))?;
+    std::fs::rename(&tmp, &root).map_err(|e| e.to_string())?;
+    stub.is_file()
+        .then(|| stub.clone())
+        .ok_or_else(|| format!("{} holds no {}", deb.display(), stub.display()))
+}
+
+/// A UKI (`node.efi` in `work`): the stub with `.osrel`, `.cmdline`,
+/// `.linux` and `.initrd` added by objcopy at the addresses systemd's
+/// documentation uses. The kernel must stay under 16 MiB (the .initrd
+/// address follows 16 MiB after .linux); Debian's cloud kernel is ~8 MiB.
+pub fn uki(
+    stub: &Path,
+    kernel: &Path,
+    initrd: &Path,
+    cmdline: &str,
+    work: &Path,
+) -> Result<PathBuf> {
+    let dir = work.join("uki-sections");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let osrel = dir.join("osrel");
+    let cmd_file = dir.join("cmdline");
+    std::fs::write(&osrel, "ID=ironrack-test\nVERSION_ID=1\n").map_err(|e| e.to_string())?;
+    std::fs::write(&cmd_file, cmdline).map_err(|e| e.to_string())?;
+    let out = work.join("node.efi");
+    let mut cmd = Command::new("objcopy");
+    for (section, file, vma) in [
+        (".osrel", osrel.as_path(), "0x20000"),
+        (".cmdline", cmd_file.as_path(), "0x30000"),
+        (".linux", kernel, "0x2000000"),
+        (".initrd", initrd, "0x3000000"),
+    ] {
+        cmd.arg("--add-section")
+            .arg(format!("{section}={}", file.display()))
+            .arg("--change-section-vma")
+            .arg(format!("{section}={vma}"));
+    }
+    run(cmd.arg(stub).arg(&out))?;
+    Ok(out)
+}
