@@ -321,6 +321,30 @@ fn chain_holds_with_firmware_and_userspace_of_the_driver_release() {
         format!("{DRIVER}-1")
     );
     assert!(report.libraries_resolved > 0);
+    // Every coupling compared is recorded, and each one held.
+    assert!(
+        report.checks.iter().all(|c| c.expected == c.found),
+        "{:#?}",
+        report.checks
+    );
+    for check in [
+        "nvidia.ko vermagic",
+        "nvidia-uvm.ko version",
+        "firmware-nvidia-gsp version",
+        "libcuda1 version",
+    ] {
+        assert!(
+            report.checks.iter().any(|c| c.check == check),
+            "{check}: {:#?}",
+            report.checks
+        );
+    }
+    assert!(
+        report
+            .checks
+            .iter()
+            .any(|c| c.check == format!("nvidia.ko firmware nvidia/{DRIVER}/gsp_ga10x.bin"))
+    );
     assert!(report.require_intact().is_ok());
 
     // A library gone from the image (a package left out) breaks it too.
@@ -362,6 +386,17 @@ fn apt_default_firmware_breaks_the_chain_naming_both_versions_and_the_pin() {
     assert_eq!(package.len(), 1, "{:#?}", report.breaks);
     assert!(package[0].got.contains(NEWER_FIRMWARE) && package[0].fix.contains(&pin));
     assert_eq!(report.breaks.len(), 3, "{:#?}", report.breaks);
+    let failed: Vec<&str> = report
+        .checks
+        .iter()
+        .filter(|c| c.expected != c.found)
+        .map(|c| c.check.as_str())
+        .collect();
+    assert_eq!(failed.len(), 3, "{:#?}", report.checks);
+    assert!(
+        failed.contains(&"firmware-nvidia-gsp version"),
+        "{failed:?}"
+    );
     match report.require_intact() {
         Err(e @ NvidiaError::ChainBroken(_)) => {
             let text = e.to_string();

@@ -118,8 +118,23 @@ pub struct ChainReport {
     pub packages: BTreeMap<String, String>,
     /// Userspace libraries resolved (count).
     pub libraries_resolved: usize,
+    /// Every coupling compared, held or not (for the manifest's record of
+    /// how the chain was checked).
+    pub checks: Vec<Coupling>,
     /// The breaks; empty when the chain holds.
     pub breaks: Vec<ChainBreak>,
+}
+
+/// One compared coupling: `nvidia.ko vermagic` must be the kernel's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Coupling {
+    /// What was compared.
+    pub check: String,
+    /// The value it must have.
+    pub expected: String,
+    /// The value found.
+    pub found: String,
 }
 
 impl ChainReport {
@@ -224,6 +239,28 @@ pub fn check_chain(inputs: &ChainInputs<'_>) -> Result<ChainReport, NvidiaError>
     let firmware = firmware_links(inputs, &nvidia, &mut breaks);
     let packages = package_links(inputs, &mut breaks);
     let libraries_resolved = library_links(inputs, &mut breaks)?;
+    let libraries_missing = breaks
+        .iter()
+        .filter(|b| b.link == ChainLink::Library)
+        .count();
+    let mut checks = vec![Coupling {
+        check: "kernel headers release".into(),
+        expected: inputs.release.to_owned(),
+        found: kernel.release().to_owned(),
+    }];
+    checks.extend(module_couplings(inputs, &kernel.vermagic, &nvidia));
+    for (name, version) in &packages {
+        checks.push(Coupling {
+            check: format!("{name} version"),
+            expected: inputs.driver.to_owned(),
+            found: upstream(version),
+        });
+    }
+    checks.push(Coupling {
+        check: "NVIDIA userspace libraries missing".into(),
+        expected: "0".into(),
+        found: libraries_missing.to_string(),
+    });
     let modules = report
         .modules
         .into_iter()
@@ -236,8 +273,54 @@ pub fn check_chain(inputs: &ChainInputs<'_>) -> Result<ChainReport, NvidiaError>
         firmware,
         packages,
         libraries_resolved,
+        checks,
         breaks,
     })
+}
+
+/// Vermagic, version and firmware couplings of each NVIDIA module.
+fn module_couplings(
+    inputs: &ChainInputs<'_>,
+    vermagic: &Vermagic,
+    nvidia: &[crate::boot::kmod::Module],
+) -> Vec<Coupling> {
+    let mut checks = Vec::new();
+    for module in nvidia {
+        let file = module
+            .path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_else(|| module.name.clone());
+        checks.push(Coupling {
+            check: format!("{file} vermagic"),
+            expected: vermagic.to_string(),
+            found: module
+                .modinfo
+                .vermagic
+                .as_deref()
+                .unwrap_or("")
+                .trim_end()
+                .to_owned(),
+        });
+        checks.push(Coupling {
+            check: format!("{file} version"),
+            expected: inputs.driver.to_owned(),
+            found: module.modinfo.version.clone().unwrap_or_default(),
+        });
+        for firmware in &module.modinfo.firmware {
+            let image = PathBuf::from("/lib/firmware").join(firmware);
+            checks.push(Coupling {
+                check: format!("{file} firmware {firmware}"),
+                expected: "in the image".into(),
+                found: if inputs.root.resolve(&image).is_ok() {
+                    "in the image".into()
+                } else {
+                    "missing".into()
+                },
+            });
+        }
+    }
+    checks
 }
 
 fn module_links(

@@ -17,7 +17,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 pub use build::{BuiltModule, BuiltModules, Isolation, ModuleBuild, build_modules};
-pub use chain::{ChainInputs, ChainLink, ChainReport, check_chain};
+pub use chain::{ChainInputs, ChainLink, ChainReport, Coupling, check_chain};
 
 use super::elf::ElfError;
 use super::kmod::KmodError;
