@@ -29,6 +29,20 @@ packages=(
   # bookworm's real indexes (fetched once by a private `apt-get update`),
   # builder/tests/lock reads locked .debs back with dpkg-deb
   dpkg apt gpgv debian-archive-keyring lz4 xz-utils
+  # builder tests/boot: GNU cpio writes/extracts archives compared with ours,
+  # lsinitramfs (initramfs-tools-core) lists them, zstd/gzip decompress them;
+  # kmod's modinfo/depmod/modprobe read real modules and our indexes; gcc +
+  # libc6-dev build static, static-pie and dynamic programs for the ELF
+  # checks; sbsigntool + openssl sign the UKI and check the signed digest.
+  # (qemu, ovmf, swtpm above also boot the UKI; systemd-boot-efi and the
+  # kernel are fetched with apt-get download, not installed.)
+  cpio initramfs-tools-core zstd gzip kmod gcc libc6-dev sbsigntool openssl
+  # builder tests/boot/nvidia_real.rs: the NVIDIA 535 open modules are built
+  # with the host's gcc 12 + make + binutils (strip) against the cloud
+  # kernel's headers; linux-kbuild's objtool/modpost need libelf1; patch
+  # applies the spec's driver patches (headers and source are apt-get
+  # downloaded, not installed)
+  make libelf1 patch
   # builder/tests/rootfs: mmdebstrap is the reference our install is
   # compared with (and scripts/bench-build.sh races); faketime gives the
   # reproducibility test's second build another wall clock

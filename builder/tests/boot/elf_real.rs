@@ -1,0 +1,219 @@
+//! Closures over real Debian packages: libc6 and NVIDIA 535 userspace
+//! (non-free), unpacked with merged /usr, checked against glibc's own
+//! loader (`ld.so --list` in a chroot of the tree) and ldconfig; static
+//! and static-pie programs built by the host gcc.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ironrack_builder::boot::elf::{ClosureRequest, ElfInfo, FoundBy, ImageRoot, check_closure};
+
+use super::debs::{self, NVIDIA_VERSION, Sources, run};
+
+const SMI: &str = "/usr/lib/nvidia/current/nvidia-smi";
+const LIBCUDA: &str = "/usr/lib/x86_64-linux-gnu/nvidia/current/libcuda.so.1";
+const ML_DIR: &str = "/usr/lib/x86_64-linux-gnu/nvidia/current";
+
+fn nvidia_root() -> PathBuf {
+    let pin = |p: &str| format!("{p}={NVIDIA_VERSION}");
+    debs::root(
+        "nvidia-userspace",
+        &[
+            "libc6",
+            &pin("libcuda1"),
+            &pin("nvidia-smi"),
+            &pin("libnvidia-ml1"),
+        ],
+        Sources::NonFree,
+    )
+}
+
+/// A copy of the cached tree the test may change (hard links: cheap, and
+/// new or removed names never touch the cache).
+fn scratch_copy(root: &Path) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    run(Command::new("cp")
+        .arg("-a")
+        .arg("-l")
+        .arg(format!("{}/.", root.display()))
+        .arg(dir.path()));
+    dir
+}
+
+fn request() -> ClosureRequest {
+    ClosureRequest {
+        files: vec![SMI.into(), LIBCUDA.into()],
+        // nvidia-smi dlopens NVML; it is not in its DT_NEEDED.
+        dlopen: vec![(SMI.into(), "libnvidia-ml.so.1".into())],
+    }
+}
+
+#[test]
+fn unpacked_nvidia_userspace_names_the_library_the_alternatives_would_link() {
+    let root = ImageRoot::new(nvidia_root());
+    let report = check_closure(&root, &request()).unwrap();
+    // The packages put NVML under nvidia/current/; only the
+    // nvidia-alternative postinst links it into the search path.
+    assert_eq!(report.missing.len(), 1, "{:?}", report.missing);
+    assert_eq!(report.missing[0].needed_by, Path::new(SMI));
+    assert_eq!(report.missing[0].name, "libnvidia-ml.so.1");
+    assert!(
+        report.missing[0]
+            .searched
+            .contains(&PathBuf::from("/usr/lib/x86_64-linux-gnu"))
+    );
+    // Everything in DT_NEEDED resolves to libc6's files.
+    for r in report
+        .resolved
+        .iter()
+        .filter(|r| r.needed_by == Path::new(SMI))
+    {
+        assert!(
+            r.path.starts_with("/usr/lib/x86_64-linux-gnu") || r.path.starts_with("/usr/lib64"),
+            "{r:?}"
+        );
+    }
+}
+
+#[test]
+fn alternatives_links_complete_the_closure() {
+    let copy = scratch_copy(&nvidia_root());
+    let root = copy.path();
+    // What `update-alternatives` leaves for the nvidia alternative's
+    // libnvidia-ml.so.1 slave: two absolute links through /etc/alternatives.
+    std::fs::create_dir_all(root.join("etc/alternatives")).unwrap();
+    symlink(
+        format!("{ML_DIR}/libnvidia-ml.so.1"),
+        root.join("etc/alternatives/libnvidia-ml.so.1-x86_64-linux-gnu"),
+    )
+    .unwrap();
+    symlink(
+        "/etc/alternatives/libnvidia-ml.so.1-x86_64-linux-gnu",
+        root.join("usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1"),
+    )
+    .unwrap();
+    let report = check_closure(&ImageRoot::new(root), &request()).unwrap();
+    assert!(report.is_complete(), "{:?}", report.missing);
+    let ml = report
+        .resolved
+        .iter()
+        .find(|r| r.name == "libnvidia-ml.so.1")
+        .unwrap();
+    assert_eq!(
+        ml.path,
+        Path::new(&format!("{ML_DIR}/libnvidia-ml.so.535.261.03"))
+    );
+    assert_eq!(ml.found_by, FoundBy::SearchPath);
+}
+
+#[test]
+fn ld_so_conf_and_ldconfig_agree_with_us() {
+    let copy = scratch_copy(&nvidia_root());
+    let root = copy.path();
+    std::fs::write(
+        root.join("etc/ld.so.conf"),
+        "include /etc/ld.so.conf.d/*.conf\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("etc/ld.so.conf.d/nvidia.conf"),
+        format!("{ML_DIR}\n"),
+    )
+    .unwrap();
+    // Drop the SONAME link the package ships: only ldconfig would make it.
+    std::fs::remove_file(root.join(format!("{}/libnvidia-ml.so.1", &ML_DIR[1..]))).unwrap();
+    let report = check_closure(&ImageRoot::new(root), &request()).unwrap();
+    assert!(report.is_complete(), "{:?}", report.missing);
+    let ml = report
+        .resolved
+        .iter()
+        .find(|r| r.name == "libnvidia-ml.so.1")
+        .unwrap();
+    assert_eq!(ml.found_by, FoundBy::Soname);
+    // The real ldconfig, run on the tree, makes exactly that link.
+    run(Command::new("ldconfig").arg("-r").arg(root));
+    let link =
+        std::fs::read_link(root.join(format!("{}/libnvidia-ml.so.1", &ML_DIR[1..]))).unwrap();
+    assert_eq!(Path::new(ML_DIR).join(link), ml.path);
+}
+
+/// `name => path` of glibc's loader listing a file's dependencies inside
+/// the tree (a chroot, so it sees only the image).
+fn ld_so_list(root: &Path, file: &str) -> BTreeMap<String, PathBuf> {
+    let out =
+        run(Command::new("chroot")
+            .arg(root)
+            .args(["/lib64/ld-linux-x86-64.so.2", "--list", file]));
+    let image = ImageRoot::new(root);
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let (name, rest) = l.trim().split_once(" => ")?;
+            let path = rest.split(" (").next()?;
+            Some((name.to_owned(), image.resolve(Path::new(path)).unwrap().1))
+        })
+        .collect()
+}
+
+#[test]
+fn glibc_loader_resolves_what_we_resolve() {
+    if debs::skip_unless_root("glibc_loader_resolves_what_we_resolve", "chroot") {
+        return;
+    }
+    let root = nvidia_root();
+    let report = check_closure(&ImageRoot::new(&root), &request()).unwrap();
+    for file in [SMI, LIBCUDA] {
+        let resolved_file = ImageRoot::new(&root).resolve(Path::new(file)).unwrap().1;
+        let ours: BTreeMap<String, PathBuf> = report
+            .resolved
+            .iter()
+            .filter(|r| r.needed_by == resolved_file && r.found_by != FoundBy::Interpreter)
+            .filter(|r| r.name != "libnvidia-ml.so.1")
+            .map(|r| (r.name.clone(), r.path.clone()))
+            .collect();
+        assert!(!ours.is_empty());
+        assert_eq!(ours, ld_so_list(&root, file), "{file}");
+    }
+}
+
+#[test]
+fn static_and_static_pie_programs() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("t.c");
+    std::fs::write(&source, "int main(void) { return 0; }\n").unwrap();
+    let build = |name: &str, flags: &[&str]| {
+        let out = dir.path().join(name);
+        run(Command::new("gcc")
+            .args(flags)
+            .arg("-o")
+            .arg(&out)
+            .arg(&source));
+        ElfInfo::read(&out).unwrap()
+    };
+    let dynamic = build("dynamic", &[]);
+    assert!(!dynamic.is_static());
+    assert_eq!(dynamic.needed, ["libc.so.6"]);
+    assert_eq!(
+        dynamic.interpreter.as_deref(),
+        Some("/lib64/ld-linux-x86-64.so.2")
+    );
+    assert!(dynamic.require_static(Path::new("dynamic")).is_err());
+
+    let fully = build("static", &["-static"]);
+    assert!(fully.is_static() && !fully.pie);
+
+    // static-pie: ET_DYN with a dynamic section and DF_1_PIE, but no
+    // interpreter and no libraries (what `ironrack` is built as).
+    let pie = build("static-pie", &["-static-pie"]);
+    assert!(pie.is_static() && pie.pie, "{pie:?}");
+    pie.require_static(Path::new("static-pie")).unwrap();
+}
+
+#[test]
+fn busybox_static_is_static() {
+    let info = ElfInfo::read(&debs::kernel_root().join("usr/bin/busybox")).unwrap();
+    assert!(info.is_static(), "{info:?}");
+}
