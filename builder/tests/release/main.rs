@@ -411,3 +411,43 @@ proptest::proptest! {
         }
     }
 }
+
+/// The seam between the crates: the attestation service reads the
+/// builder's manifest through its own view (`ReleasedImage`); a field
+/// renamed on either side must fail here, not on a booting node.
+#[test]
+fn the_attestation_service_reads_the_builders_manifest() {
+    let w = world();
+    let dir = w.dir.path().join("r");
+    release(&w, &dir);
+    let manifest = std::fs::read(dir.join("manifest.json")).unwrap();
+    let signature = std::fs::read(dir.join("manifest.json.minisig")).unwrap();
+    let image = ironrack_pxe::attest::image::ReleasedImage::verify(
+        &w.trust,
+        &manifest,
+        &signature,
+        None,
+        now(),
+    )
+    .unwrap();
+    let ours = verify(&dir, &w.trust, None, now()).unwrap();
+    let m = ours.manifest.payload.measurements.unwrap();
+    let theirs = image
+        .measurements
+        .expect("the service sees the measurements");
+    assert_eq!(theirs.uki, m.uki);
+    assert_eq!(theirs.uki_authenticode, m.uki_authenticode);
+    assert_eq!(theirs.pcr11, m.pcr11);
+    assert_eq!(theirs.agent_pcr, m.agent_pcr);
+    assert_eq!(image.rootfs_name, "rootfs.squashfs");
+    let rootfs = std::fs::read(dir.join("rootfs.squashfs")).unwrap();
+    assert_eq!(image.rootfs_size, rootfs.len() as u64);
+    assert_eq!(
+        image.rootfs_sha256.to_vec(),
+        <sha2::Sha256 as sha2::Digest>::digest(&rootfs).to_vec()
+    );
+    assert_eq!(
+        image.manifest_sha256.to_vec(),
+        <sha2::Sha256 as sha2::Digest>::digest(&manifest).to_vec()
+    );
+}
