@@ -20,58 +20,15 @@ request=(base=required openssh-server systemd-sysv udev kmod iproute2 python3 cu
          nftables chrony lvm2 mdadm parted xfsprogs nfs-common dbus-user-session
          policykit-1 python3-yaml python3-requests)
 
-lists=/var/lib/apt/lists
-base=$lists/deb.debian.org_debian_dists_bookworm_main_binary-amd64_Packages
+source scripts/lib/bookworm-index.sh
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/repo/dists/bookworm/main/binary-amd64"
-index=$work/repo/dists/bookworm/main/binary-amd64/Packages
-if [ -f "$base" ]; then cp "$base" "$index"
-elif [ -f "$base.lz4" ]; then lz4 -dcq "$base.lz4" >"$index"
-elif [ -f "$base.xz" ]; then xz -dc "$base.xz" >"$index"
-elif [ -f "$base.gz" ]; then gzip -dc "$base.gz" >"$index"
-else
-  echo "no bookworm main Packages under $lists: run apt-get update" >&2
-  exit 1
-fi
-echo "== index: $(grep -c '^Package:' "$index") packages, $(du -h "$index" | cut -f1)"
+bookworm_index "$work"
 
 echo "== ironrack (cargo bench, release profile): ${request[*]}"
 cargo bench -q -p ironrack-builder --bench resolve -- "$index" "$runs" "${request[@]}"
 
-size=$(stat -c %s "$index")
-sha=$(sha256sum "$index" | cut -d' ' -f1)
-cat >"$work/repo/dists/bookworm/Release" <<REL
-Suite: bookworm
-Codename: bookworm
-Date: Sat, 10 Jun 2023 00:00:00 UTC
-Architectures: amd64
-Components: main
-SHA256:
- $sha $size main/binary-amd64/Packages
-REL
-apt=$work/apt
-mkdir -p "$apt"/{conf.d,sources.d,prefs.d,state/lists/partial,cache/archives/partial}
-: >"$apt/status"
-echo "deb [trusted=yes] file:$work/repo bookworm main" >"$apt/sources.list"
-cat >"$apt/apt.conf" <<CONF
-Dir::Etc::Parts "$apt/conf.d";
-Dir::Etc::SourceList "$apt/sources.list";
-Dir::Etc::SourceParts "$apt/sources.d";
-Dir::Etc::PreferencesParts "$apt/prefs.d";
-Dir::State "$apt/state";
-Dir::State::status "$apt/status";
-Dir::Cache "$apt/cache";
-Dir::Cache::pkgcache "$apt/cache/pkgcache.bin";
-Dir::Cache::srcpkgcache "$apt/cache/srcpkgcache.bin";
-Debug::NoLocking "true";
-APT::Architecture "amd64";
-APT::Architectures { "amd64"; };
-APT::Sandbox::User "root";
-Acquire::Languages "none";
-CONF
-export APT_CONFIG=$apt/apt.conf LC_ALL=C
-apt-get -qq update
+private_apt "$work"
 
 # apt is given the same names: the base set as ironrack computes it
 # (candidates with Priority: required), then the rest, in order.
