@@ -238,3 +238,58 @@ pub fn uki(
     run(cmd.arg(stub).arg(&out))?;
     Ok(out)
 }
+
+/// The shared real captures (`shared/fixtures`, see its INDEX.md): the
+/// event log of a real OVMF + iPXE + UKI boot and the values the TPM
+/// reported, read by the pxe and builder tests alike.
+pub mod fixtures {
+    use std::path::PathBuf;
+
+    /// The shared fixtures: `$IRONRACK_FIXTURES`, else `shared/fixtures` in
+    /// the nearest ancestor of this crate that has one (`../shared/fixtures`
+    /// from the repository root in a normal checkout; worktrees sit one
+    /// level deeper).
+    pub fn dir() -> PathBuf {
+        if let Some(dir) = std::env::var_os("IRONRACK_FIXTURES") {
+            return PathBuf::from(dir);
+        }
+        let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        crate_dir
+            .ancestors()
+            .map(|dir| dir.join("shared/fixtures"))
+            .find(|dir| dir.join("INDEX.md").is_file())
+            .unwrap_or_else(|| crate_dir.join("../../shared/fixtures"))
+    }
+
+    /// The captured OVMF + iPXE + UKI event log's path.
+    pub fn eventlog_path() -> PathBuf {
+        dir().join("ovmf-ipxe-uki.eventlog")
+    }
+
+    /// The 64-hex-digit values of INDEX.md's two-column tables, keyed by
+    /// first column (PCR numbers, binary names), lower case.
+    pub fn index_rows() -> Vec<(String, String)> {
+        let path = dir().join("INDEX.md");
+        let index = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("FIXTURE MISSING: {}: {e}", path.display()));
+        index
+            .lines()
+            .filter_map(|line| {
+                let cells: Vec<&str> = line
+                    .trim()
+                    .trim_matches('|')
+                    .split('|')
+                    .map(str::trim)
+                    .collect();
+                match cells.as_slice() {
+                    [key, value]
+                        if value.len() == 64 && value.chars().all(|c| c.is_ascii_hexdigit()) =>
+                    {
+                        Some((key.to_string(), value.to_ascii_lowercase()))
+                    }
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+}

@@ -82,20 +82,15 @@ impl Firmware {
     /// The real OVMF + iPXE + UKI boot of the shared fixtures, with the
     /// UKI's Authenticode digest from the fixture index.
     pub fn real() -> Firmware {
-        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .ancestors()
-            .map(|d| d.join("shared/fixtures"))
-            .find(|d| d.join("INDEX.md").is_file())
-            .expect("FIXTURE MISSING: shared/fixtures/INDEX.md above the crate");
-        let index = std::fs::read_to_string(dir.join("INDEX.md")).unwrap();
-        let row = index
-            .lines()
-            .find(|l| l.starts_with("| node.efi"))
+        use ironrack_pxe::testkit::fixtures;
+        let digest = fixtures::index_rows()
+            .into_iter()
+            .find(|(k, _)| k.starts_with("node.efi"))
+            .map(|(_, v)| v)
             .expect("node.efi row in INDEX.md");
-        let digest = row.split('|').nth(2).unwrap().trim();
         Firmware {
-            uki_authenticode: ironrack_pxe::attest::image::hex32(digest).unwrap(),
-            log: std::fs::read(dir.join("ovmf-ipxe-uki.eventlog")).unwrap(),
+            uki_authenticode: ironrack_pxe::attest::image::hex32(&digest).unwrap(),
+            log: std::fs::read(fixtures::eventlog_path()).unwrap(),
         }
     }
 
