@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Args;
 use ironrack_builder::release;
 use ironrack_keys::{RollbackStore, Timestamp, Trust};
@@ -62,9 +62,6 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
         store
             .record(&m.name, &m.channel, m.version)
             .context("recording the verified version")?;
-    }
-    if report.checks.is_empty() {
-        bail!("nothing was checked");
     }
     Ok(())
 }

@@ -198,7 +198,13 @@ pub fn write_release(
     });
     write_json(dir, SBOM_FILE, &doc)?;
 
-    let subjects = digests(dir, &[PROVENANCE_FILE])?;
+    // Every file is hashed once: the provenance names them all (but
+    // itself), the manifest names them and the provenance.
+    let mut artifacts = hash_artifacts(dir, &[PROVENANCE_FILE])?;
+    let subjects: BTreeMap<String, String> = artifacts
+        .iter()
+        .map(|a| (a.name.clone(), a.sha256.to_string()))
+        .collect();
     let statement = provenance::statement(&input.provenance, &subjects);
     let payload =
         canonical::to_vec(&statement, Item::Manifest).map_err(|source| ReleaseError::Json {
@@ -208,11 +214,11 @@ pub fn write_release(
     let envelope = dsse::sign(dsse::IN_TOTO_PAYLOAD_TYPE, &payload, signer)?;
     write_json(dir, PROVENANCE_FILE, &envelope)?;
 
-    let artifacts = artifact_names(dir)?
-        .iter()
-        .map(|name| Artifact::from_file(dir, name))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| ReleaseError::Manifest { source })?;
+    artifacts.push(
+        Artifact::from_file(dir, PROVENANCE_FILE)
+            .map_err(|source| ReleaseError::Manifest { source })?,
+    );
+    artifacts.sort_by(|a, b| a.name.cmp(&b.name));
     let manifest = SignedManifest {
         doc_type: ironrack_keys::manifest::MANIFEST_TYPE.to_owned(),
         name: input.name.to_owned(),
@@ -260,16 +266,12 @@ fn artifact_names(dir: &Path) -> Result<Vec<String>, ReleaseError> {
     Ok(names)
 }
 
-/// name → SHA-256 hex of every artifact but `skip`.
-fn digests(dir: &Path, skip: &[&str]) -> Result<BTreeMap<String, String>, ReleaseError> {
-    let mut out = BTreeMap::new();
-    for name in artifact_names(dir)? {
-        if skip.contains(&name.as_str()) {
-            continue;
-        }
-        let a =
-            Artifact::from_file(dir, &name).map_err(|source| ReleaseError::Manifest { source })?;
-        out.insert(name, a.sha256.to_string());
-    }
-    Ok(out)
+/// Every artifact of `dir` but `skip`, hashed, sorted by name.
+fn hash_artifacts(dir: &Path, skip: &[&str]) -> Result<Vec<Artifact>, ReleaseError> {
+    artifact_names(dir)?
+        .iter()
+        .filter(|name| !skip.contains(&name.as_str()))
+        .map(|name| Artifact::from_file(dir, name))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| ReleaseError::Manifest { source })
 }
