@@ -291,10 +291,21 @@ impl Mirror {
             .write(true)
             .open(&path)
             .map_err(fsio::write_error(&path))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => return Err(Error::Locked { path }),
-            Err(fs::TryLockError::Error(e)) => return Err(fsio::write_error(&path)(e)),
+        // A child process forked by another thread (gpgv, apt-config) holds
+        // a copy of every descriptor until its exec closes them, ours
+        // included: a lock we just released can look held for that moment.
+        // So a held lock is retried briefly before it counts as another
+        // writer's.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(fs::TryLockError::WouldBlock) => return Err(Error::Locked { path }),
+                Err(fs::TryLockError::Error(e)) => return Err(fsio::write_error(&path)(e)),
+            }
         }
         for name in list_dir(&tmp)? {
             let path = tmp.join(&name);
