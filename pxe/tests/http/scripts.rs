@@ -144,6 +144,9 @@ fn an_approved_unknown_node_boots_the_image_it_was_approved_for() {
     let lab = two_versions();
     let mac: ironrack_pxe::site::MacAddr = "52:54:00:99:99:98".parse().unwrap();
     let approve = |image: Option<&str>| {
+        // The operator approves after the node's last script request has
+        // been recorded: the inventory writes events in the background.
+        lab.inventory.flush();
         let approval = Approval {
             mac,
             image: image.map(str::to_owned),
