@@ -64,12 +64,14 @@ step "mirror: the closure of images/gpu-node.toml from the host's apt (+ non-fre
 mkdir -p images
 cp "$repo/images/gpu-node.toml" images/gpu-node.toml
 [ -d mirror ] || "$ironrack" mirror init mirror --name site
-if [ ! -f mirror/refs/bookworm-site ]; then
+pins=(--pin keys/root-a.pub --pin keys/root-b.pub)
+# Synced once; again only when the spec needs what the snapshot lacks.
+if [ ! -f mirror/refs/bookworm-site ] ||
+   ! "$ironrack" lock images/gpu-node.toml --trust trust.json "${pins[@]}" >/dev/null 2>&1; then
   "$ironrack" mirror sync mirror --from-host-apt \
     --add-components non-free,non-free-firmware,contrib \
     --for images/gpu-node.toml --ref bookworm-site --key keys/mirror.key
 fi
-pins=(--pin keys/root-a.pub --pin keys/root-b.pub)
 "$ironrack" mirror verify mirror bookworm-site --trust trust.json "${pins[@]}"
 
 step "lock: resolve the image and build package sets against the verified snapshot"

@@ -8,6 +8,11 @@
 //!     ─▶ tree manifest ─▶ images (tar, ...) ─▶ cache/rootfs/KEY ─▶ publish
 //! ```
 //!
+//! A bootable image (the spec has `[initramfs]`) adds the [`boot`] stages:
+//! the NVIDIA modules built in a sandbox of the lock's build set, installed
+//! and checked before normalisation, and vmlinuz, initrd.img and node.efi
+//! with their measurements after the filesystem images.
+//!
 //! The key is the SHA-256 of everything the root filesystem depends on:
 //! builder and stage versions, architecture, SOURCE_DATE_EPOCH, every
 //! locked package (name, version, sha256), and the customisation (overlay
@@ -20,6 +25,7 @@
 //! cleans what killed builds left in the cache's `tmp/` and the output's
 //! hidden staging directories.
 
+pub mod boot;
 mod cache;
 mod image;
 mod plan;
@@ -50,7 +56,7 @@ pub const BUILDER_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Bumped whenever the rootfs stage would produce different output for
 /// the same inputs (a new normalisation rule, a changed writer).
-pub const ROOTFS_STAGE_VERSION: u32 = 2;
+pub const ROOTFS_STAGE_VERSION: u32 = 3;
 
 /// An error building an image.
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +138,22 @@ pub enum Error {
         /// The directory.
         path: PathBuf,
     },
+    /// A boot stage (modules, chain, initramfs, UKI) failed.
+    #[error("{stage}")]
+    Boot {
+        /// What was being done.
+        stage: &'static str,
+        /// Why.
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+    /// Modules of the image would not load into its kernel.
+    #[error("kernel {release}: modules that would not load:{}", problems.iter().map(|p| format!("\n  - {p}")).collect::<String>())]
+    Modules {
+        /// The kernel release.
+        release: String,
+        /// Each module's problem.
+        problems: Vec<String>,
+    },
     /// A file the build reads or writes is not valid (a cached report).
     #[error("reading {path}: {problem}")]
     BadFile {
@@ -205,6 +227,10 @@ pub struct Plan {
     pub formats: Vec<ImageFormat>,
     /// SquashFS compression.
     pub compression: ImageCompression,
+    /// The NVIDIA modules to build, when the spec has `[nvidia]`.
+    pub nvidia: Option<boot::NvidiaPlan>,
+    /// The boot artifacts to make, when the spec has `[initramfs]`.
+    pub boot: Option<boot::BootPlan>,
 }
 
 /// The inputs hashed into the key, in a fixed serialisation.
@@ -221,6 +247,18 @@ struct KeyInputs<'a> {
     units: &'a [String],
     formats: Vec<ImageFormat>,
     compression: String,
+    build_packages: Vec<&'a str>,
+    nvidia: Option<(&'a str, String, &'a [String], Vec<String>)>,
+    boot: Option<(&'a [String], String, String, Option<String>)>,
+}
+
+fn file_sha256(path: &Path) -> Result<String, Error> {
+    let bytes = fs::read(path).map_err(|source| Error::Io {
+        operation: "reading",
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)))
 }
 
 impl Plan {
@@ -264,6 +302,37 @@ impl Plan {
             units: &self.customization.units,
             formats,
             compression: self.compression.to_key(),
+            build_packages: self
+                .build_packages
+                .iter()
+                .map(|p| p.sha256.as_str())
+                .collect(),
+            nvidia: match &self.nvidia {
+                Some(n) => Some((
+                    n.version.as_str(),
+                    n.flavour.to_string(),
+                    n.userspace.as_slice(),
+                    n.patches
+                        .iter()
+                        .map(|p| file_sha256(p))
+                        .collect::<Result<_, _>>()?,
+                )),
+                None => None,
+            },
+            boot: match &self.boot {
+                Some(b) => Some((
+                    b.drivers.as_slice(),
+                    b.stub.sha256.clone(),
+                    match &b.agent {
+                        Some(agent) => file_sha256(agent)?,
+                        None => String::new(),
+                    },
+                    b.trust
+                        .as_ref()
+                        .map(|t| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(t))),
+                )),
+                None => None,
+            },
         };
         let json = serde_json::to_vec(&inputs).map_err(|e| Error::BadFile {
             path: PathBuf::from("(build key)"),
@@ -363,6 +432,9 @@ pub struct BuildReport {
     pub licenses: std::collections::BTreeMap<String, crate::release::license::Declared>,
     /// Digest of the tree manifest (`rootfs.manifest`).
     pub tree_sha256: String,
+    /// Modules, NVIDIA chain and measurements of a bootable image.
+    #[serde(default)]
+    pub boot: Option<boot::BootRecord>,
     /// Output files.
     pub artifacts: Vec<Artifact>,
     /// Time per stage in this run.
@@ -559,9 +631,13 @@ fn sign_release(
                 builder_version: BUILDER_VERSION.into(),
             },
             kernel: Some(plan.kernel.clone()),
-            modules: Vec::new(),
-            nvidia: None,
-            measurements: None,
+            modules: report
+                .boot
+                .as_ref()
+                .map(|b| b.modules.clone())
+                .unwrap_or_default(),
+            nvidia: report.boot.as_ref().and_then(|b| b.nvidia.clone()),
+            measurements: report.boot.as_ref().and_then(|b| b.measurements.clone()),
             packages: packages.len() as u64,
         },
         suite: &plan.suite,
@@ -689,6 +765,19 @@ fn run_stages(
     stages.run("customize", || {
         Ok(customize::customize(&target, custom, plan.epoch, &logs)?)
     })?;
+    let nvidia = match &plan.nvidia {
+        Some(nvidia) => Some(boot::modules(
+            plan,
+            nvidia,
+            source,
+            options.jobs,
+            progress,
+            &target,
+            work,
+            &mut stages,
+        )?),
+        None => None,
+    };
     let spinner = progress.spinner("normalize");
     let manifest = stages.run("normalize", || {
         rootfs::normalize::normalize(&target, plan.epoch)?;
@@ -723,6 +812,16 @@ fn run_stages(
         bar.finish();
         outputs.push(artifact);
     }
+    let boot = match &plan.boot {
+        Some(boot_plan) => {
+            let (written, mut record) =
+                boot::artifacts(plan, boot_plan, source, &target, &artifacts, &mut stages)?;
+            outputs.extend(written);
+            record.nvidia = nvidia;
+            Some(record)
+        }
+        None => None,
+    };
 
     let report = BuildReport {
         name: plan.name.clone(),
@@ -744,6 +843,7 @@ fn run_stages(
         licenses: licenses(&target, &installed.packages),
         packages: installed.packages,
         tree_sha256: manifest.digest,
+        boot,
         artifacts: outputs,
         stages: stages.0,
         total_seconds: 0.0,
@@ -790,6 +890,8 @@ mod tests {
             customization: Customization::default(),
             formats: vec![ImageFormat::Tar],
             compression: ImageCompression::default(),
+            nvidia: None,
+            boot: None,
         }
     }
 
@@ -819,5 +921,53 @@ mod tests {
         let mut p = plan();
         p.compression = ImageCompression::parse("xz").unwrap();
         assert_ne!(p.key().unwrap(), base);
+    }
+
+    #[test]
+    fn the_key_follows_the_boot_inputs() {
+        let dir = tempfile::tempdir().unwrap();
+        let agent = dir.path().join("agent");
+        let patch = dir.path().join("fix.patch");
+        std::fs::write(&agent, b"agent 1").unwrap();
+        std::fs::write(&patch, b"patch 1").unwrap();
+        let bootable = || {
+            let mut p = plan();
+            p.boot = Some(boot::BootPlan {
+                drivers: vec!["virtio_net".into()],
+                stub: p.packages[0].clone(),
+                agent: Some(agent.clone()),
+                trust: Some(b"{}".to_vec()),
+            });
+            p.nvidia = Some(boot::NvidiaPlan {
+                version: "535.261.03".into(),
+                flavour: crate::boot::nvidia::Flavour::Open,
+                userspace: vec!["libcuda1".into()],
+                patches: vec![patch.clone()],
+            });
+            p
+        };
+        let base = bootable().key().unwrap();
+        assert_ne!(base, plan().key().unwrap());
+        assert_eq!(bootable().key().unwrap(), base);
+        // The agent's and the patches' bytes, not their paths.
+        std::fs::write(&agent, b"agent 2").unwrap();
+        let after_agent = bootable().key().unwrap();
+        assert_ne!(after_agent, base);
+        std::fs::write(&patch, b"patch 2").unwrap();
+        assert_ne!(bootable().key().unwrap(), after_agent);
+        let mut p = bootable();
+        p.boot.as_mut().unwrap().trust = None;
+        assert_ne!(p.key().unwrap(), bootable().key().unwrap());
+        let mut p = bootable();
+        p.boot.as_mut().unwrap().drivers.push("nvme".into());
+        assert_ne!(p.key().unwrap(), bootable().key().unwrap());
+        let mut p = bootable();
+        p.nvidia.as_mut().unwrap().version = "535.309.01".into();
+        assert_ne!(p.key().unwrap(), bootable().key().unwrap());
+        let mut p = bootable();
+        p.build_packages.push(p.packages[0].clone());
+        assert_ne!(p.key().unwrap(), bootable().key().unwrap());
+        std::fs::remove_file(&patch).unwrap();
+        assert!(bootable().key().is_err(), "a patch gone is an error");
     }
 }

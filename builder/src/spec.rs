@@ -32,6 +32,10 @@ pub const GSP_FIRMWARE: &str = "firmware-nvidia-gsp";
 /// compiler package).
 pub const BUILD_TOOLS: [&str; 4] = ["make", "binutils", "libc6-dev", "kmod"];
 
+/// The package whose systemd-stub becomes a bootable image's UKI (in the
+/// build set of specs with `[initramfs]`).
+pub const UKI_STUB: &str = "systemd-boot-efi";
+
 /// `images/NAME.toml`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -383,7 +387,9 @@ impl ImageSpec {
     }
 
     /// The package sets of this image, each with its resolver request:
-    /// `image` always; `build` when NVIDIA modules are built from source.
+    /// `image` always; `build` when NVIDIA modules are built from source
+    /// (the compile sandbox) or the image boots (`[initramfs]`: the UKI's
+    /// stub).
     pub fn requests(&self) -> Result<Vec<(PackageSet, Request)>, SpecError> {
         let pins = self.pins()?;
         let pinned = |name: &str| pins.get(name).cloned();
@@ -410,14 +416,21 @@ impl ImageSpec {
             }
         }
         let mut sets = vec![(PackageSet::Image, image)];
-        if let Some(nvidia) = &self.nvidia {
+        if self.nvidia.is_some() || self.initramfs.is_some() {
             let mut build = Request::new(&self.architecture);
-            build.base = self.packages.base.into();
-            let tools = BUILD_TOOLS.iter().map(|t| t.to_string());
-            for name in [self.kernel.headers_package(), nvidia.source_package()]
-                .into_iter()
-                .chain(tools)
-            {
+            let mut names = Vec::new();
+            if let Some(nvidia) = &self.nvidia {
+                // The compile sandbox: a whole system with the tools.
+                build.base = self.packages.base.into();
+                names.push(self.kernel.headers_package());
+                names.push(nvidia.source_package());
+                names.extend(BUILD_TOOLS.iter().map(|t| t.to_string()));
+            }
+            if self.initramfs.is_some() {
+                // Read out of its .deb, never installed.
+                names.push(UKI_STUB.to_owned());
+            }
+            for name in names {
                 let version = pinned(&name);
                 build.include.push((name, version));
             }

@@ -28,6 +28,17 @@ lock was made from, the snapshot the one it names; nothing is resolved
 again. SOURCE_DATE_EPOCH is the snapshot's Release date, never the clock:
 the same lock gives the same rootfs.squashfs, whoever builds it.
 
+A spec with [initramfs] makes a bootable image: with [nvidia], the
+driver's modules are built from the mirror's source package in a sandbox
+of the lock's build set (compiler and headers never reach the image),
+installed, indexed by the image's depmod, and the version chain (kernel,
+modules, GSP firmware, CUDA userspace) is checked, failing closed with
+both sides named. Then vmlinuz, initrd.img (this ironrack binary as the
+agent, busybox, the drivers' modules, the trust root given with --trust)
+and node.efi (the mirror's systemd-stub around them) are written, with
+the measurements a boot will produce (Authenticode, PCR 11) in the
+manifest.
+
 Output: OUT/NAME/VERSION/ with the images, rootfs.manifest (every entry
 of the tree) and build.json (what --json prints). It appears complete or
 not at all, and a published version is never replaced: bump `version` in
@@ -99,6 +110,11 @@ pub struct BuildArgs {
     /// snapshot's date, so the signed bytes stay reproducible).
     #[arg(long, value_name = "DAYS", default_value_t = 365)]
     pub expires_days: u32,
+
+    /// The agent baked into a bootable image's initramfs as /init
+    /// [default: this ironrack binary].
+    #[arg(long, value_name = "FILE")]
+    pub agent: Option<PathBuf>,
 }
 
 /// Runs `ironrack build`.
@@ -135,14 +151,32 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
         lock: &lock,
         lock_bytes: &lock_bytes,
     };
-    let plan = Plan::from_lock(&locked, source.files().snapshot_id(), date).with_context(|| {
-        format!(
-            "checking {} against {} and {}",
-            lock_path.display(),
-            args.spec.display(),
-            source.describe()
-        )
-    })?;
+    let mut plan =
+        Plan::from_lock(&locked, source.files().snapshot_id(), date).with_context(|| {
+            format!(
+                "checking {} against {} and {}",
+                lock_path.display(),
+                args.spec.display(),
+                source.describe()
+            )
+        })?;
+    if let Some(boot) = &mut plan.boot {
+        boot.agent = Some(match &args.agent {
+            Some(path) => path.clone(),
+            None => std::env::current_exe().context("finding this ironrack binary (the agent)")?,
+        });
+        boot.trust = match &args.key.trust {
+            Some(path) => {
+                Some(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
+            }
+            None => {
+                tracing::warn!(
+                    "no --trust: the initramfs carries no trust root, and its agent will refuse every manifest"
+                );
+                None
+            }
+        };
+    }
     let options = BuildOptions {
         cache_dir: args
             .cache_dir

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::boot::{BootPlan, NvidiaPlan, STUB_PACKAGE};
 use super::{Error, ImageCompression, ImageFormat, Plan, PlannedPackage};
 use crate::rootfs::customize::{Customization, User};
 use crate::source::lock::{Lock, LockError, spec_digest};
@@ -106,7 +107,72 @@ impl Plan {
                 .unwrap_or_default(),
             cmdline: spec.kernel.cmdline.clone(),
         };
-        let build_packages = lock.packages(PackageSet::Build).map(planned).collect();
+        let build_packages: Vec<PlannedPackage> =
+            lock.packages(PackageSet::Build).map(planned).collect();
+        let nvidia = match &spec.nvidia {
+            Some(n) => {
+                let patch_dir = spec_dir.join(&spec.name).join("patches");
+                let patches = n
+                    .patches
+                    .iter()
+                    .map(|p| {
+                        let path = patch_dir.join(p);
+                        if path.is_file() {
+                            Ok(path)
+                        } else {
+                            Err(Error::Plan {
+                                problem: format!(
+                                    "{}: [nvidia] patch {} is not a file",
+                                    spec_path.display(),
+                                    path.display()
+                                ),
+                            })
+                        }
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Some(NvidiaPlan {
+                    version: n.version.clone(),
+                    flavour: match n.flavour {
+                        crate::spec::Flavour::Open => crate::boot::nvidia::Flavour::Open,
+                        crate::spec::Flavour::Proprietary => {
+                            crate::boot::nvidia::Flavour::Proprietary
+                        }
+                    },
+                    userspace: n.userspace.clone(),
+                    patches,
+                })
+            }
+            None => None,
+        };
+        let boot = match &spec.initramfs {
+            Some(initramfs) => {
+                let stub = build_packages
+                    .iter()
+                    .find(|p| p.name == STUB_PACKAGE)
+                    .cloned()
+                    .ok_or_else(|| Error::Plan {
+                        problem: format!(
+                            "the lock's build set has no {STUB_PACKAGE} (the UKI's stub): lock {} again",
+                            spec_path.display()
+                        ),
+                    })?;
+                let drivers = if initramfs.drivers.is_empty() {
+                    crate::boot::initramfs::DEFAULT_DRIVERS
+                        .iter()
+                        .map(|d| (*d).to_owned())
+                        .collect()
+                } else {
+                    initramfs.drivers.clone()
+                };
+                Some(BootPlan {
+                    drivers,
+                    stub,
+                    agent: None,
+                    trust: None,
+                })
+            }
+            None => None,
+        };
         Ok(Self {
             name: spec.name.clone(),
             channel: spec.channel.clone(),
@@ -135,6 +201,8 @@ impl Plan {
             },
             formats: ImageFormat::from_spec(&rootfs.formats),
             compression,
+            nvidia,
+            boot,
         })
     }
 }

@@ -115,6 +115,10 @@ pub struct NvidiaRecord {
     pub patches: Vec<PatchRecord>,
     /// Each coupling: what was expected and what was found.
     pub checks: Vec<ChainCheck>,
+    /// Userspace packages of their own source (not coupled to the driver
+    /// release, e.g. nvidia-persistenced): name → version.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub independent: std::collections::BTreeMap<String, String>,
 }
 
 /// A driver patch.

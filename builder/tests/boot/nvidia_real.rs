@@ -296,6 +296,8 @@ fn check(
         driver: DRIVER,
         flavour: Flavour::Open,
         packages,
+        // No sources known: every userspace package is coupled.
+        sources: &BTreeMap::new(),
         userspace: &userspace,
         elf_files: &elf_files,
         catalog,

@@ -129,6 +129,11 @@ fn release(w: &World, dir: &Path) {
                 expected: "535.261.03".into(),
                 found: "535.261.03".into(),
             }],
+            independent: [(
+                "nvidia-persistenced".to_owned(),
+                "535.171.04-1~deb12u1".to_owned(),
+            )]
+            .into(),
         }),
         measurements: Some(measurements),
         packages: packages.len() as u64,

@@ -59,6 +59,8 @@ fn plan(debs: &[PathBuf], version: u64, hostname: &str) -> Plan {
         },
         formats: vec![ImageFormat::Squashfs, ImageFormat::Tar],
         compression: ImageCompression::default(),
+        nvidia: None,
+        boot: None,
     }
 }
 

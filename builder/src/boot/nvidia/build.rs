@@ -14,12 +14,18 @@
 //! - modules are stripped of debug information (185 MB → 11 MB for
 //!   nvidia.ko), which stays reproducible.
 //!
-//! The build root is a scratch tree the caller staged from the lock's
-//! `build` set (headers, linux-kbuild, the source package): the flavour
-//! headers' Makefile, which includes the common one by absolute path, is
-//! rewritten to point into it. The compiler, make and binutils are those
-//! of the process's PATH: the pipeline runs this inside the build sandbox
-//! made from the same mirror.
+//! Two ways to run it:
+//!
+//! - [`Isolation::Sandbox`] (the pipeline): the build root is a Debian
+//!   system installed and configured from the lock's `build` set, and
+//!   make, gcc, patch's output and strip are that root's own, run inside
+//!   it by the rootfs sandbox (no network, own mount and PID namespaces).
+//!   Nothing of the build host's toolchain reaches the modules.
+//! - [`Isolation::None`] / [`Isolation::NoNetwork`] (tests of the module
+//!   build alone): the root is a scratch tree of unpacked headers and
+//!   source, the flavour headers' Makefile (which includes the common one
+//!   by absolute path) is rewritten to point into it, and the tools are
+//!   those of the process's PATH.
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -43,6 +49,9 @@ pub enum Isolation {
     /// In a new network namespace with no interfaces (`unshare --net`;
     /// needs root): a conftest or Makefile cannot fetch anything.
     NoNetwork,
+    /// Inside the (installed, configured) build root with its own tools,
+    /// in the rootfs sandbox (needs root). `work` must lie inside `root`.
+    Sandbox,
 }
 
 /// What to build.
@@ -130,7 +139,8 @@ fn sha256_file(path: &Path) -> Result<String, NvidiaError> {
 /// stripped `.ko` files, each checked to carry the kernel's vermagic.
 pub fn build_modules(build: &ModuleBuild) -> Result<BuiltModules, NvidiaError> {
     let root = ImageRoot::new(&build.root);
-    let (flavour_dir, common_dir) = headers(&root, &build.release)?;
+    let runner = Runner::new(build)?;
+    let (flavour_dir, common_dir) = headers(&root, &build.release, &runner)?;
     let kernel = KernelAbi::from_headers(&flavour_dir)?;
     let (tarball, _) = root
         .resolve(Path::new(build.flavour.tarball()))
@@ -147,11 +157,11 @@ pub fn build_modules(build: &ModuleBuild) -> Result<BuiltModules, NvidiaError> {
     let patches = apply_patches(&src, build)?;
 
     let log = build.work.join("build.log");
-    run_make(build, &src, &common_dir, &flavour_dir, &log)?;
+    run_make(build, &runner, &src, &common_dir, &flavour_dir, &log)?;
 
     let out = build.work.join("out");
     std::fs::create_dir_all(&out).map_err(NvidiaError::io(&out))?;
-    let modules = collect(&src, &out, &kernel.vermagic)?;
+    let modules = collect(&runner, &src, &out, &kernel.vermagic)?;
     tracing::info!(version = %build.version, release = %build.release, modules = modules.len(), "NVIDIA modules built");
     Ok(BuiltModules {
         version: build.version.clone(),
@@ -162,9 +172,101 @@ pub fn build_modules(build: &ModuleBuild) -> Result<BuiltModules, NvidiaError> {
     })
 }
 
-/// The flavour and common headers directories (host paths); the flavour
-/// Makefile is pointed at the common one inside the root.
-fn headers(root: &ImageRoot, release: &str) -> Result<(PathBuf, PathBuf), NvidiaError> {
+/// Where the build's programs run: on the host, or inside the build root.
+enum Runner {
+    Host(Isolation),
+    Sandbox(crate::rootfs::Target, u64),
+}
+
+impl Runner {
+    fn new(build: &ModuleBuild) -> Result<Self, NvidiaError> {
+        match build.isolation {
+            Isolation::Sandbox => {
+                if !build.work.starts_with(&build.root) {
+                    return Err(NvidiaError::Io {
+                        path: build.work.clone(),
+                        source: std::io::Error::other(format!(
+                            "a sandboxed build works inside its root {}",
+                            build.root.display()
+                        )),
+                    });
+                }
+                let target = crate::rootfs::Target::open(&build.root)
+                    .map_err(|e| NvidiaError::Sandbox(Box::new(e)))?;
+                Ok(Self::Sandbox(target, build.source_date_epoch))
+            }
+            other => Ok(Self::Host(other)),
+        }
+    }
+
+    /// `path` as the build's programs see it.
+    fn path(&self, root: &Path, path: &Path) -> PathBuf {
+        match self {
+            Self::Host(_) => path.to_owned(),
+            Self::Sandbox(..) => Path::new("/").join(path.strip_prefix(root).unwrap_or(path)),
+        }
+    }
+
+    /// Runs `argv` with the build's environment (`env` added), output to
+    /// `log`; true when it succeeded.
+    fn run(
+        &self,
+        argv: &[String],
+        env: &[(&str, String)],
+        log: &Path,
+    ) -> Result<bool, NvidiaError> {
+        let program = argv.first().cloned().unwrap_or_default();
+        match self {
+            Self::Sandbox(target, epoch) => {
+                let sandbox = crate::rootfs::sandbox::Sandbox::new(target, *epoch)
+                    .map_err(|e| NvidiaError::Sandbox(Box::new(e)))?;
+                // The sandbox runs programs by their path in the root.
+                let program = format!("/usr/bin/{program}");
+                let argv: Vec<&str> = std::iter::once(program.as_str())
+                    .chain(argv[1..].iter().map(String::as_str))
+                    .collect();
+                let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                let outcome = sandbox
+                    .run(&argv, &env, log)
+                    .map_err(|e| NvidiaError::Sandbox(Box::new(e)))?;
+                Ok(outcome.status.success())
+            }
+            Self::Host(isolation) => {
+                let mut command = match isolation {
+                    Isolation::NoNetwork => {
+                        let mut c = Command::new("unshare");
+                        c.args(["--net", "--"]).arg(&program);
+                        c
+                    }
+                    _ => Command::new(&program),
+                };
+                command
+                    .args(&argv[1..])
+                    .env_clear()
+                    .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+                    .env("LC_ALL", "C")
+                    .env("TZ", "UTC")
+                    .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+                let file = std::fs::File::create(log).map_err(NvidiaError::io(log))?;
+                let err = file.try_clone().map_err(NvidiaError::io(log))?;
+                command.stdin(Stdio::null()).stdout(file).stderr(err);
+                let status = command
+                    .status()
+                    .map_err(|source| NvidiaError::Spawn { program, source })?;
+                Ok(status.success())
+            }
+        }
+    }
+}
+
+/// The flavour and common headers directories (host paths). On the host,
+/// the flavour Makefile is pointed at the common one inside the root;
+/// inside the root, its absolute include is already right.
+fn headers(
+    root: &ImageRoot,
+    release: &str,
+    runner: &Runner,
+) -> Result<(PathBuf, PathBuf), NvidiaError> {
     let image = PathBuf::from(format!("/usr/src/linux-headers-{release}"));
     let (flavour, _) = root
         .resolve(&image)
@@ -193,6 +295,9 @@ fn headers(root: &ImageRoot, release: &str) -> Result<(PathBuf, PathBuf), Nvidia
         .parent()
         .expect("a Makefile has a directory")
         .to_owned();
+    if matches!(runner, Runner::Sandbox(..)) {
+        return Ok((flavour, common));
+    }
     // Replaced, not written through: the root may be hard-linked to a cache.
     let partial = flavour.join(".Makefile.partial");
     std::fs::write(&partial, format!("include {}\n", common_makefile.display()))
@@ -267,68 +372,51 @@ fn apply_patches(src: &Path, build: &ModuleBuild) -> Result<Vec<AppliedPatch>, N
 
 fn run_make(
     build: &ModuleBuild,
+    runner: &Runner,
     src: &Path,
     common: &Path,
     flavour: &Path,
     log: &Path,
 ) -> Result<(), NvidiaError> {
-    let mut command = match build.isolation {
-        Isolation::None => Command::new("make"),
-        Isolation::NoNetwork => {
-            let mut c = Command::new("unshare");
-            c.args(["--net", "--", "make"]);
-            c
-        }
-    };
-    let prefix_maps = format!(
-        "-ffile-prefix-map={}=/usr/src/nvidia-{} -ffile-prefix-map={}=",
-        src.display(),
-        build.version,
-        build.root.display()
+    let inside = |p: &Path| runner.path(&build.root, p).display().to_string();
+    let mut prefix_maps = format!(
+        "-ffile-prefix-map={}=/usr/src/nvidia-{}",
+        inside(src),
+        build.version
     );
-    command
-        .current_dir(src)
-        .arg(format!("-j{}", build.jobs.max(1)))
-        .arg("modules")
-        .arg(format!("SYSSRC={}", common.display()))
-        .arg(format!("SYSOUT={}", flavour.display()))
-        .arg(format!("KERNEL_UNAME={}", build.release))
-        .arg(format!("KCFLAGS={prefix_maps}"))
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("LC_ALL", "C")
-        .env("TZ", "UTC")
-        .env("HOME", &build.work)
-        .env("SOURCE_DATE_EPOCH", build.source_date_epoch.to_string())
-        .env(
-            "KBUILD_BUILD_TIMESTAMP",
-            format!("@{}", build.source_date_epoch),
-        )
-        .env("KBUILD_BUILD_USER", "ironrack")
-        .env("KBUILD_BUILD_HOST", "ironrack")
-        .env("KBUILD_BUILD_VERSION", "1");
-    let file = std::fs::File::create(log).map_err(NvidiaError::io(log))?;
-    let err = file.try_clone().map_err(NvidiaError::io(log))?;
-    command.stdin(Stdio::null()).stdout(file).stderr(err);
+    if let Runner::Host(_) = runner {
+        prefix_maps.push_str(&format!(" -ffile-prefix-map={}=", build.root.display()));
+    }
+    let argv = vec![
+        "make".to_owned(),
+        "-C".to_owned(),
+        inside(src),
+        format!("-j{}", build.jobs.max(1)),
+        "modules".to_owned(),
+        format!("SYSSRC={}", inside(common)),
+        format!("SYSOUT={}", inside(flavour)),
+        format!("KERNEL_UNAME={}", build.release),
+        format!("KCFLAGS={prefix_maps}"),
+    ];
+    let epoch = build.source_date_epoch.to_string();
+    let env = [
+        ("HOME", inside(&build.work)),
+        ("SOURCE_DATE_EPOCH", epoch.clone()),
+        ("KBUILD_BUILD_TIMESTAMP", format!("@{epoch}")),
+        ("KBUILD_BUILD_USER", "ironrack".to_owned()),
+        ("KBUILD_BUILD_HOST", "ironrack".to_owned()),
+        ("KBUILD_BUILD_VERSION", "1".to_owned()),
+    ];
     tracing::info!(release = %build.release, version = %build.version, log = %log.display(), "building NVIDIA modules");
-    let status = command.status().map_err(|source| NvidiaError::Spawn {
-        program: "make".into(),
-        source,
-    })?;
-    if status.success() {
+    if runner.run(&argv, &env, log)? {
         return Ok(());
     }
     let text = std::fs::read_to_string(log).unwrap_or_default();
     // Named as the prefix maps name the tree: the scratch path means
     // nothing once the build directory is gone.
     let first_error = first_error(&text)
-        .map(|line| {
-            line.replace(
-                &src.display().to_string(),
-                &format!("/usr/src/nvidia-{}", build.version),
-            )
-        })
-        .unwrap_or_else(|| format!("make exited with {status}"));
+        .map(|line| line.replace(&inside(src), &format!("/usr/src/nvidia-{}", build.version)))
+        .unwrap_or_else(|| "make failed without an error line".to_owned());
     Err(NvidiaError::Compile {
         flavour: build.flavour,
         version: build.version.clone(),
@@ -363,7 +451,12 @@ pub fn first_error(log: &str) -> Option<String> {
 
 /// Strips every top-level `.ko` of the source tree into `out` and checks
 /// each against the kernel's vermagic.
-fn collect(src: &Path, out: &Path, vermagic: &Vermagic) -> Result<Vec<BuiltModule>, NvidiaError> {
+fn collect(
+    runner: &Runner,
+    src: &Path,
+    out: &Path,
+    vermagic: &Vermagic,
+) -> Result<Vec<BuiltModule>, NvidiaError> {
     for name in REQUIRED_MODULES {
         if !src.join(name).is_file() {
             return Err(NvidiaError::ModuleMissing {
@@ -383,20 +476,25 @@ fn collect(src: &Path, out: &Path, vermagic: &Vermagic) -> Result<Vec<BuiltModul
     for name in names {
         let built = src.join(&name);
         let stripped = out.join(&name);
-        let status = Command::new("strip")
-            .arg("--strip-debug")
-            .arg("-o")
-            .arg(&stripped)
-            .arg(&built)
-            .output()
-            .map_err(|source| NvidiaError::Spawn {
-                program: "strip".into(),
-                source,
-            })?;
-        if !status.status.success() {
+        let log = out.join(format!(".{name}.strip.log"));
+        let root = match runner {
+            Runner::Sandbox(target, _) => target.path().to_owned(),
+            Runner::Host(_) => PathBuf::new(),
+        };
+        let argv = [
+            "strip".to_owned(),
+            "--strip-debug".to_owned(),
+            "-o".to_owned(),
+            runner.path(&root, &stripped).display().to_string(),
+            runner.path(&root, &built).display().to_string(),
+        ];
+        let stripped_ok = runner.run(&argv, &[], &log)?;
+        let output = std::fs::read_to_string(&log).unwrap_or_default();
+        let _ = std::fs::remove_file(&log);
+        if !stripped_ok {
             return Err(NvidiaError::Strip {
                 path: built,
-                output: String::from_utf8_lossy(&status.stderr).trim().to_owned(),
+                output: output.trim().to_owned(),
             });
         }
         let module = Module::read(&stripped)?;

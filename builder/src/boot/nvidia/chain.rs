@@ -5,7 +5,8 @@
 //! driver version (spec) = every NVIDIA module's version=
 //!                       = the GSP firmware directory nvidia.ko asks for
 //!                       = firmware-nvidia-gsp, libcuda1, nvidia-smi, ...
-//!                         (upstream part of each package version)
+//!                         (upstream part of each package version, for
+//!                         every package built from the driver's source)
 //!                       = fabric manager, when the spec asks for it
 //! every NVIDIA module's undefined symbols resolve, CRCs equal
 //! every NVIDIA userspace ELF's DT_NEEDED closure resolves in the image
@@ -51,6 +52,13 @@ pub struct ChainInputs<'a> {
     pub flavour: Flavour,
     /// The image's packages (name → full Debian version), from the lock.
     pub packages: &'a BTreeMap<String, String>,
+    /// Source package of each binary package, where known (dpkg's
+    /// status). Userspace packages of another source than the driver's
+    /// (`nvidia-persistenced`, `nvidia-modprobe`: tools Debian versions on
+    /// their own, which talk to the driver through its versioned
+    /// libraries) are recorded but not coupled; a package whose source is
+    /// unknown is coupled (failing closed).
+    pub sources: &'a BTreeMap<String, String>,
     /// The NVIDIA userspace packages the spec lists (+ fabric manager).
     pub userspace: &'a [String],
     /// NVIDIA userspace ELF files (image paths) whose closure must resolve.
@@ -116,6 +124,9 @@ pub struct ChainReport {
     pub firmware: Vec<String>,
     /// NVIDIA packages checked: name → version.
     pub packages: BTreeMap<String, String>,
+    /// Userspace packages of their own source, not coupled to the driver
+    /// release: name → version.
+    pub independent: BTreeMap<String, String>,
     /// Userspace libraries resolved (count).
     pub libraries_resolved: usize,
     /// Every coupling compared, held or not (for the manifest's record of
@@ -237,7 +248,7 @@ pub fn check_chain(inputs: &ChainInputs<'_>) -> Result<ChainReport, NvidiaError>
         }
     }
     let firmware = firmware_links(inputs, &nvidia, &mut breaks);
-    let packages = package_links(inputs, &mut breaks);
+    let (packages, independent) = package_links(inputs, &mut breaks);
     let libraries_resolved = library_links(inputs, &mut breaks)?;
     let libraries_missing = breaks
         .iter()
@@ -272,6 +283,7 @@ pub fn check_chain(inputs: &ChainInputs<'_>) -> Result<ChainReport, NvidiaError>
         modules,
         firmware,
         packages,
+        independent,
         libraries_resolved,
         checks,
         breaks,
@@ -419,14 +431,24 @@ fn firmware_links(
     found.into_iter().collect()
 }
 
-fn package_links(
-    inputs: &ChainInputs<'_>,
-    breaks: &mut Vec<ChainBreak>,
-) -> BTreeMap<String, String> {
+/// (coupled packages checked, independent ones) → name → version.
+type PackageVersions = (BTreeMap<String, String>, BTreeMap<String, String>);
+
+fn package_links(inputs: &ChainInputs<'_>, breaks: &mut Vec<ChainBreak>) -> PackageVersions {
     let mut checked = BTreeMap::new();
+    let mut independent = BTreeMap::new();
     let names =
         std::iter::once(FIRMWARE_PACKAGE).chain(inputs.userspace.iter().map(String::as_str));
     for name in names {
+        if let Some(source) = inputs.sources.get(name)
+            && !is_driver_source(source)
+            && name != FIRMWARE_PACKAGE
+        {
+            if let Some(version) = inputs.packages.get(name) {
+                independent.insert(name.to_owned(), version.clone());
+            }
+            continue;
+        }
         match inputs.packages.get(name) {
             Some(version) if upstream(version) == inputs.driver => {
                 checked.insert(name.to_owned(), version.clone());
@@ -451,7 +473,14 @@ fn package_links(
             }),
         }
     }
-    checked
+    (checked, independent)
+}
+
+/// Debian's NVIDIA driver source packages (`nvidia-graphics-drivers`,
+/// `nvidia-graphics-drivers-tesla-535`, ...) and the fabric manager's,
+/// which must match the driver too.
+fn is_driver_source(source: &str) -> bool {
+    source.starts_with("nvidia-graphics-drivers") || source.starts_with("nvidia-fabric-manager")
 }
 
 fn library_links(

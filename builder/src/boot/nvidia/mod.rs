@@ -180,6 +180,9 @@ pub enum NvidiaError {
     /// Reading a module or the kernel's headers failed.
     #[error("reading the built modules")]
     Kmod(#[from] KmodError),
+    /// The build sandbox could not be set up or run.
+    #[error("running the NVIDIA build in its sandbox")]
+    Sandbox(#[source] Box<crate::rootfs::Error>),
     /// A file or directory of the build could not be read or written.
     #[error("{path}")]
     Io {
