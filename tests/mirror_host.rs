@@ -10,36 +10,11 @@ mod keys_support;
 #[path = "../builder/tests/mirror/support/mod.rs"]
 mod support;
 
-use std::net::{TcpStream, ToSocketAddrs};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use keys_support::ironrack;
+use keys_support::{debian_reachable, ironrack};
 use support::apt::Apt;
-
-/// The host's Debian http source, if the host apt has one and it answers.
-fn debian_reachable() -> bool {
-    let config = std::fs::read_dir("/etc/apt/sources.list.d")
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-        .chain(std::fs::read_to_string("/etc/apt/sources.list").ok())
-        .collect::<String>();
-    if !config.contains("http://deb.debian.org/debian") {
-        eprintln!("\n*** SKIP: the host apt has no http://deb.debian.org source ***\n");
-        return false;
-    }
-    let reachable = ("deb.debian.org", 80)
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next())
-        .is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_secs(10)).is_ok());
-    if !reachable {
-        eprintln!("\n*** SKIP: deb.debian.org:80 is not reachable from this machine ***\n");
-    }
-    reachable
-}
 
 #[test]
 fn sync_from_the_host_apt() {

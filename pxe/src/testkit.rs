@@ -293,3 +293,74 @@ pub mod fixtures {
             .collect()
     }
 }
+
+/// Running qemu (TCG) to power-off for the boot tests: one runner, so each
+/// test says only what it boots.
+pub mod qemu {
+    use std::path::Path;
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    /// OVMF's code image (Debian's `ovmf`, 4 MiB flash layout).
+    pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+    /// Its variable store template.
+    pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
+    /// A child process killed (by its own PID) when dropped.
+    #[derive(Debug)]
+    pub struct Reaped(pub Child);
+
+    impl Drop for Reaped {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// Whether qemu-system-x86_64 and OVMF are installed.
+    pub fn available() -> bool {
+        Command::new("qemu-system-x86_64")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+            && Path::new(OVMF_CODE).is_file()
+    }
+
+    /// Runs qemu with `args` (plus a serial console to `log`, no display,
+    /// no network unless `args` add one, no reboot, 1 GiB, TCG) until it
+    /// powers off; returns the serial log. Errors when it exits with a
+    /// failure or runs past `patience` (the log is in the message).
+    pub fn run_to_poweroff(args: &[String], log: &Path, patience: Duration) -> super::Result<String> {
+        let started = Instant::now();
+        let mut qemu = Reaped(
+            Command::new("qemu-system-x86_64")
+                .args(args)
+                .arg("-serial")
+                .arg(format!("file:{}", log.display()))
+                .args(["-display", "none", "-monitor", "none", "-no-reboot"])
+                .args(["-accel", "tcg", "-m", "1024"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("starting qemu-system-x86_64: {e}"))?,
+        );
+        loop {
+            if let Some(status) = qemu.0.try_wait().map_err(|e| e.to_string())? {
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                if !status.success() {
+                    return Err(format!("qemu exited with {status}; serial log:\n{text}"));
+                }
+                return Ok(text);
+            }
+            if started.elapsed() > patience {
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                return Err(format!(
+                    "qemu still running after {patience:?}; serial log:\n{text}"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}

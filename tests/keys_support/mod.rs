@@ -100,3 +100,32 @@ pub fn flip_byte(path: &Path, at: usize) {
     data[at] ^= 0x01;
     std::fs::write(path, data).unwrap();
 }
+
+/// The host's Debian http source, if the host apt has one and it answers
+/// (the tests that sync from the host's apt skip loudly otherwise).
+#[allow(clippy::print_stderr)]
+pub fn debian_reachable() -> bool {
+    use std::net::{TcpStream, ToSocketAddrs};
+    let config = std::fs::read_dir("/etc/apt/sources.list.d")
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .chain(std::fs::read_to_string("/etc/apt/sources.list").ok())
+        .collect::<String>();
+    if !config.contains("http://deb.debian.org/debian") {
+        eprintln!("\n*** SKIP: the host apt has no http://deb.debian.org source ***\n");
+        return false;
+    }
+    let reachable = ("deb.debian.org", 80)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|a| {
+            TcpStream::connect_timeout(&a, std::time::Duration::from_secs(10)).is_ok()
+        });
+    if !reachable {
+        eprintln!("\n*** SKIP: deb.debian.org:80 is not reachable from this machine ***\n");
+    }
+    reachable
+}

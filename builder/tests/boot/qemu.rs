@@ -6,28 +6,19 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ironrack_builder::boot::measure::{SYSTEMD_STUB_252, predict_pcr11, predict_pcr12};
 use ironrack_builder::boot::pe::PeImage;
 use ironrack_builder::boot::uki::measure_uki;
 use ironrack_pxe::attest::eventlog::{AlgorithmId, EventLog};
+use ironrack_pxe::testkit::qemu::{self, Reaped};
 
 use super::artifacts::{self, CMDLINE};
 use super::debs::{self, RELEASE};
 
 const PATIENCE: Duration = Duration::from_secs(240);
-
-/// A child process killed (by its own PID) when dropped.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn tools_present(test: &str) -> bool {
     let ok = ["qemu-system-x86_64", "swtpm"].iter().all(|t| {
@@ -50,38 +41,9 @@ fn tools_present(test: &str) -> bool {
 /// Runs qemu until it powers off (or PATIENCE runs out); returns the serial log.
 fn run_qemu(name: &str, args: &[String], log: &Path) -> String {
     let started = Instant::now();
-    let mut qemu = Reaped(
-        Command::new("qemu-system-x86_64")
-            .args(args)
-            .arg("-serial")
-            .arg(format!("file:{}", log.display()))
-            .args([
-                "-display",
-                "none",
-                "-monitor",
-                "none",
-                "-no-reboot",
-                "-nic",
-                "none",
-            ])
-            .args(["-accel", "tcg", "-m", "1024"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("qemu-system-x86_64"),
-    );
-    loop {
-        if let Some(status) = qemu.0.try_wait().unwrap() {
-            assert!(status.success(), "qemu exited with {status}");
-            break;
-        }
-        if started.elapsed() > PATIENCE {
-            let text = std::fs::read_to_string(log).unwrap_or_default();
-            panic!("qemu still running after {PATIENCE:?}; serial log:\n{text}");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let text = std::fs::read_to_string(log).unwrap();
+    let mut args = args.to_vec();
+    args.extend(["-nic".to_owned(), "none".to_owned()]);
+    let text = qemu::run_to_poweroff(&args, log, PATIENCE).unwrap_or_else(|e| panic!("{e}"));
     // Kept for whoever debugs the next failure.
     let keep = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("qemu-{name}.log"));
     let _ = std::fs::write(keep, &text);
