@@ -64,7 +64,10 @@ fn site() -> PathBuf {
         init.extend(["--expires", "365d", "-o", "trust.tmp"]);
         ironrack(&site, &init).ok();
         for (name, scopes) in [
-            ("ci", vec!["--scope", "image:gpu-node", "--scope", "channel:stable"]),
+            (
+                "ci",
+                vec!["--scope", "image:gpu-node", "--scope", "channel:stable"],
+            ),
             ("mirror", vec!["--scope", "mirror:site"]),
         ] {
             let key = format!("keys/{name}.pub");
@@ -127,7 +130,15 @@ fn build(site: &Path, out: &str, jobs: &str, tz: &str) -> Value {
         .env("TZ", tz)
         .args(["build", "images/gpu-node.toml", "--trust", "trust.json"])
         .args(PINS)
-        .args(["--key", "keys/ci.key", "--out", out, "--jobs", jobs, "--json"])
+        .args([
+            "--key",
+            "keys/ci.key",
+            "--out",
+            out,
+            "--jobs",
+            jobs,
+            "--json",
+        ])
         .arg("--agent")
         .arg(site.join("agent-ironrack"))
         .output()
@@ -205,7 +216,11 @@ fn the_gpu_node_image_builds_identically_verifies_and_its_nvidia_ko_links() {
     for check in checks {
         assert_eq!(check["expected"], check["found"], "{check}");
     }
-    for coupled in ["firmware-nvidia-gsp version", "libcuda1 version", "nvidia-smi version"] {
+    for coupled in [
+        "firmware-nvidia-gsp version",
+        "libcuda1 version",
+        "nvidia-smi version",
+    ] {
         assert!(checks.iter().any(|c| c["check"] == coupled), "{coupled}");
     }
     // Debian versions nvidia-persistenced on its own.

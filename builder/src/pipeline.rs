@@ -146,6 +146,18 @@ pub enum Error {
         /// Why.
         source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
+    /// The lock pairs the driver with a package of another release.
+    #[error("NVIDIA driver {driver}: the lock has {package} {found}: {fix}")]
+    Chain {
+        /// The package.
+        package: String,
+        /// Its locked version.
+        found: String,
+        /// The spec's driver release.
+        driver: String,
+        /// What to do.
+        fix: String,
+    },
     /// Modules of the image would not load into its kernel.
     #[error("kernel {release}: modules that would not load:{}", problems.iter().map(|p| format!("\n  - {p}")).collect::<String>())]
     Modules {
@@ -458,6 +470,9 @@ pub fn build(
     let started = Instant::now();
     let key = plan.key()?;
     check_listed(plan, source)?;
+    if let Some(nvidia) = &plan.nvidia {
+        boot::precheck(plan, nvidia)?;
+    }
     let _lock = CacheLock::acquire(&options.cache_dir)?;
     publish::clean_stale(&options.out_dir, &plan.name)?;
     let published = publish::version_dir(&options.out_dir, &plan.name, plan.version);

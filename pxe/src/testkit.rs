@@ -332,7 +332,11 @@ pub mod qemu {
     /// no network unless `args` add one, no reboot, 1 GiB, TCG) until it
     /// powers off; returns the serial log. Errors when it exits with a
     /// failure or runs past `patience` (the log is in the message).
-    pub fn run_to_poweroff(args: &[String], log: &Path, patience: Duration) -> super::Result<String> {
+    pub fn run_to_poweroff(
+        args: &[String],
+        log: &Path,
+        patience: Duration,
+    ) -> super::Result<String> {
         let started = Instant::now();
         let mut qemu = Reaped(
             Command::new("qemu-system-x86_64")

@@ -106,6 +106,46 @@ fn boxed<E: std::error::Error + Send + Sync + 'static>(
     }
 }
 
+/// The couplings the lock alone decides, checked before anything is
+/// installed or compiled (the full chain is checked after the build): the
+/// module source and, for the open flavour, the GSP firmware must be of
+/// the driver release. apt's default firmware-nvidia-gsp (535.309.01)
+/// beside the archive's open source (535.261.03) fails here in seconds.
+pub(super) fn precheck(plan: &Plan, nvidia: &NvidiaPlan) -> Result<(), Error> {
+    let upstream = |version: &str| {
+        crate::source::Version::parse(version)
+            .map(|v| v.upstream().to_owned())
+            .unwrap_or_else(|_| version.to_owned())
+    };
+    let source = nvidia.flavour.source_package();
+    let mut wanted = vec![(source, &plan.build_packages)];
+    if nvidia.flavour == Flavour::Open {
+        wanted.push((nvidia::chain::FIRMWARE_PACKAGE, &plan.packages));
+    }
+    for (package, set) in wanted {
+        let Some(found) = set.iter().find(|p| p.name == package) else {
+            return Err(Error::Chain {
+                package: package.to_owned(),
+                found: "not in the lock".into(),
+                driver: nvidia.version.clone(),
+                fix: format!("add {package} to the spec and lock it again"),
+            });
+        };
+        if upstream(&found.version) != nvidia.version {
+            return Err(Error::Chain {
+                package: package.to_owned(),
+                found: found.version.clone(),
+                driver: nvidia.version.clone(),
+                fix: format!(
+                    "pin it in [packages] pin to a {}-* version the mirror has (e.g. \"{package}\" = \"{}-1\") and lock again",
+                    nvidia.version, nvidia.version
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Stage 1: the NVIDIA modules built in the build sandbox, installed,
 /// indexed and checked. Returns the chain record for the manifest.
 #[allow(clippy::too_many_arguments)]
