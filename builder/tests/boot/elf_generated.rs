@@ -71,6 +71,7 @@ fn request(files: &[&str]) -> ClosureRequest {
     ClosureRequest {
         files: files.iter().map(PathBuf::from).collect(),
         dlopen: Vec::new(),
+        foreign: Vec::new(),
     }
 }
 

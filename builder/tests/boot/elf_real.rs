@@ -47,6 +47,7 @@ fn request() -> ClosureRequest {
         files: vec![SMI.into(), LIBCUDA.into()],
         // nvidia-smi dlopens NVML; it is not in its DT_NEEDED.
         dlopen: vec![(SMI.into(), "libnvidia-ml.so.1".into())],
+        foreign: Vec::new(),
     }
 }
 
