@@ -6,7 +6,7 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ironrack_builder::boot::measure::{SYSTEMD_STUB_252, predict_pcr11, predict_pcr12};
@@ -16,18 +16,7 @@ use ironrack_pxe::attest::eventlog::{AlgorithmId, EventLog};
 
 use super::artifacts::{self, CMDLINE};
 use super::debs::{self, RELEASE};
-
-const PATIENCE: Duration = Duration::from_secs(240);
-
-/// A child process killed (by its own PID) when dropped.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use super::qemu_support::{Reaped, marker_lines, run_qemu};
 
 fn tools_present(test: &str) -> bool {
     let ok = ["qemu-system-x86_64", "swtpm"].iter().all(|t| {
@@ -45,59 +34,6 @@ fn tools_present(test: &str) -> bool {
         );
     }
     ok
-}
-
-/// Runs qemu until it powers off (or PATIENCE runs out); returns the serial log.
-fn run_qemu(name: &str, args: &[String], log: &Path) -> String {
-    let started = Instant::now();
-    let mut qemu = Reaped(
-        Command::new("qemu-system-x86_64")
-            .args(args)
-            .arg("-serial")
-            .arg(format!("file:{}", log.display()))
-            .args([
-                "-display",
-                "none",
-                "-monitor",
-                "none",
-                "-no-reboot",
-                "-nic",
-                "none",
-            ])
-            .args(["-accel", "tcg", "-m", "1024"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("qemu-system-x86_64"),
-    );
-    loop {
-        if let Some(status) = qemu.0.try_wait().unwrap() {
-            assert!(status.success(), "qemu exited with {status}");
-            break;
-        }
-        if started.elapsed() > PATIENCE {
-            let text = std::fs::read_to_string(log).unwrap_or_default();
-            panic!("qemu still running after {PATIENCE:?}; serial log:\n{text}");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let text = std::fs::read_to_string(log).unwrap();
-    // Kept for whoever debugs the next failure.
-    let keep = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("qemu-{name}.log"));
-    let _ = std::fs::write(keep, &text);
-    let _ = writeln!(
-        std::io::stderr().lock(),
-        "boot took {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-    text
-}
-
-fn marker_lines<'a>(log: &'a str, marker: &str) -> Vec<&'a str> {
-    log.lines()
-        .filter_map(|l| l.trim_end_matches('\r').strip_prefix(marker))
-        .map(str::trim)
-        .collect()
 }
 
 fn assert_init_ran(log: &str) {
