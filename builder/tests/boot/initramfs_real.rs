@@ -15,7 +15,7 @@ use ironrack_builder::boot::elf::ImageRoot;
 use ironrack_builder::boot::elf::fixture::ElfFixture;
 use ironrack_builder::boot::initramfs::{
     AGENT_CONFIG_PATH, AgentConfig, InitProgram, InitramfsError, InitramfsSpec, MissingDrivers,
-    TRUST_PATH, assemble,
+    MissingSymbolVersions, TRUST_PATH, assemble,
 };
 use ironrack_builder::boot::kmod::depmod::parse_modules_dep;
 use sha2::{Digest, Sha256};
@@ -258,16 +258,16 @@ fn an_agent_built_against_a_newer_glibc_is_refused_naming_version_and_package() 
     std::fs::write(&agent, fixture.build()).unwrap();
     let image = debs::kernel_libc_root();
     let err = assemble(&ImageRoot::new(&image), &small_spec(&agent)).unwrap_err();
-    let InitramfsError::AgentSymbolVersions {
+    let InitramfsError::AgentSymbolVersions(missing) = &err else {
+        panic!("{err:?}");
+    };
+    let MissingSymbolVersions {
         agent: named,
         versions,
         name,
         package,
         ..
-    } = &err
-    else {
-        panic!("{err:?}");
-    };
+    } = missing.as_ref();
     assert_eq!(named, &agent);
     assert_eq!(versions, &["GLIBC_2.99"]);
     assert_eq!(name, "libc.so.6");

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::InitramfsError;
+use super::{InitramfsError, MissingSymbolVersions};
 use crate::boot::cpio::Archive;
 use crate::boot::elf::owner::{PackageOwner, package_owning};
 use crate::boot::elf::{
@@ -159,14 +159,16 @@ fn refuse_incomplete(
         Some(owner) => owner.to_string(),
         None => "not in the image's dpkg database".to_owned(),
     };
-    Err(InitramfsError::AgentSymbolVersions {
-        agent: agent.to_owned(),
-        needed_by: first.needed_by.clone(),
-        versions: same_library.iter().map(|m| m.version.clone()).collect(),
-        name: first.name.clone(),
-        library: first.library.clone(),
-        package,
-    })
+    Err(InitramfsError::AgentSymbolVersions(Box::new(
+        MissingSymbolVersions {
+            agent: agent.to_owned(),
+            needed_by: first.needed_by.clone(),
+            versions: same_library.iter().map(|m| m.version.clone()).collect(),
+            name: first.name.clone(),
+            library: first.library.clone(),
+            package,
+        },
+    )))
 }
 
 /// DT_NEEDED name → image file, one file per name.

@@ -132,23 +132,8 @@ pub enum InitramfsError {
     /// The agent (or a library of its closure) needs symbol versions the
     /// image's library does not define: it was built against a newer
     /// library than the image ships.
-    #[error(
-        "agent {agent}: {needed_by} needs symbol versions {versions:?} from {name}, which the image's {library} ({package}) does not define; build the agent against this glibc or an older one"
-    )]
-    AgentSymbolVersions {
-        /// The agent (host path).
-        agent: PathBuf,
-        /// The file that needs them (the agent, or a library of the image).
-        needed_by: PathBuf,
-        /// The versions (`GLIBC_2.38`).
-        versions: Vec<String>,
-        /// The library's DT_NEEDED name (`libc.so.6`).
-        name: String,
-        /// The image's file for it.
-        library: PathBuf,
-        /// The image package and version that ships it.
-        package: String,
-    },
+    #[error(transparent)]
+    AgentSymbolVersions(Box<MissingSymbolVersions>),
     /// The agent's closure cannot be laid out in the initramfs.
     #[error("agent {agent}: library {name} {why}")]
     AgentLayout {
@@ -169,6 +154,26 @@ pub enum InitramfsError {
         /// e_machine.
         machine: u16,
     },
+}
+
+/// Symbol versions a dynamic agent needs that the image lacks.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "agent {agent}: {needed_by} needs symbol versions {versions:?} from {name}, which the image's {library} ({package}) does not define; build the agent against this glibc or an older one"
+)]
+pub struct MissingSymbolVersions {
+    /// The agent (host path).
+    pub agent: PathBuf,
+    /// The file that needs them (the agent, or a library of the image).
+    pub needed_by: PathBuf,
+    /// The versions (`GLIBC_2.38`).
+    pub versions: Vec<String>,
+    /// The library's DT_NEEDED name (`libc.so.6`).
+    pub name: String,
+    /// The image's file for it.
+    pub library: PathBuf,
+    /// The image package and version that ships it.
+    pub package: String,
 }
 
 fn list(missing: &[MissingLibrary]) -> String {
