@@ -37,6 +37,8 @@ packages=(
   # (qemu, ovmf, swtpm above also boot the UKI; systemd-boot-efi and the
   # kernel are fetched with apt-get download, not installed.)
   cpio initramfs-tools-core zstd gzip kmod gcc libc6-dev sbsigntool openssl
+  # tests/agent_boot.rs: GNU cpio lists the agent's initramfs, binutils'
+  # strip drops the dev build's debug info, qemu boots it (all listed above)
   # builder tests/boot/nvidia_real.rs: the NVIDIA 535 open modules are built
   # with the host's gcc 12 + make + binutils (strip) against the cloud
   # kernel's headers; linux-kbuild's objtool/modpost need libelf1; patch

@@ -68,9 +68,20 @@ enum Command {
     /// image through `ironrack serve`, watch them, take them down.
     #[command(subcommand)]
     Lab(cmd::lab::LabCommand),
+    /// The node agent: init (PID 1) of the initramfs. On a running system
+    /// only `--check-config FILE` works.
+    Agent(cmd::agent::AgentArgs),
 }
 
 fn main() -> ExitCode {
+    // The kernel starts /init with no subcommand (and may pass it stray
+    // words from its command line): that is the agent, whatever follows.
+    if cmd::agent::invoked_as_init() {
+        return match cmd::agent::run(cmd::agent::AgentArgs { check_config: None }) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => exit::report(&err),
+        };
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {
@@ -102,6 +113,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Build(args) => cmd::build::run(args),
         Command::Verify(args) => cmd::verify::run(args),
         Command::Lab(command) => cmd::lab::run(command),
+        Command::Agent(args) => cmd::agent::run(args),
     }
 }
 

@@ -19,5 +19,6 @@ mod boot {
     pub mod kmod_real;
     pub mod nvidia_real;
     pub mod qemu;
+    pub mod qemu_support;
     pub mod uki_real;
 }

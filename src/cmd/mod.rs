@@ -1,6 +1,7 @@
 //! Command implementations: parse arguments into library calls, add
 //! context naming the files involved, print results. No decisions here.
 
+pub mod agent;
 pub mod build;
 pub mod keys;
 pub mod lab;

@@ -98,6 +98,17 @@ Components: main contrib non-free non-free-firmware\nSigned-By: /usr/share/keyri
 /// The packages (`name` or `name=version`) unpacked together into one
 /// root with merged /usr; fetched on first use, cached under `key`.
 pub fn root(key: &str, packages: &[&str], sources: Sources) -> PathBuf {
+    unpacked_root(key, packages, sources, false)
+}
+
+/// Like [`root`], and the packages recorded in `var/lib/dpkg` (status
+/// paragraph from `dpkg-deb -f`, file list from `dpkg-deb -c`), so that
+/// dpkg-query and the builder can tell which package ships a file.
+pub fn root_with_dpkg_db(key: &str, packages: &[&str], sources: Sources) -> PathBuf {
+    unpacked_root(key, packages, sources, true)
+}
+
+fn unpacked_root(key: &str, packages: &[&str], sources: Sources, dpkg_db: bool) -> PathBuf {
     let _one_at_a_time = FETCH
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -141,6 +152,9 @@ pub fn root(key: &str, packages: &[&str], sources: Sources) -> PathBuf {
         );
         run(Command::new("sh").args(["-c", &script]));
     }
+    if dpkg_db {
+        record_in_dpkg_db(&root, &debs);
+    }
     std::fs::rename(&root, &dir).unwrap();
     let names: Vec<String> = debs
         .iter()
@@ -151,6 +165,51 @@ pub fn root(key: &str, packages: &[&str], sources: Sources) -> PathBuf {
     dir
 }
 
+/// `var/lib/dpkg/status` and `info/PKG.list` for `debs`, as dpkg
+/// records installed packages (`PKG` is `name:arch` for Multi-Arch: same).
+fn record_in_dpkg_db(root: &Path, debs: &[PathBuf]) {
+    let admin = root.join("var/lib/dpkg");
+    std::fs::create_dir_all(admin.join("info")).unwrap();
+    let mut status = String::new();
+    for deb in debs {
+        let control =
+            String::from_utf8(run(Command::new("dpkg-deb").arg("-f").arg(deb)).stdout).unwrap();
+        let field = |name: &str| {
+            control
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+                .map(str::to_owned)
+        };
+        let package = field("Package").unwrap();
+        let key = match field("Multi-Arch").as_deref() {
+            Some("same") => format!("{package}:{}", field("Architecture").unwrap()),
+            _ => package.clone(),
+        };
+        let (first, rest) = control.split_once('\n').unwrap();
+        status.push_str(&format!(
+            "{first}\nStatus: install ok installed\n{}\n\n",
+            rest.trim_end()
+        ));
+        let listing = String::from_utf8(
+            run(Command::new("sh").arg("-c").arg(format!(
+                "dpkg-deb --fsys-tarfile '{}' | tar -t",
+                deb.display()
+            )))
+            .stdout,
+        )
+        .unwrap();
+        let list: String = listing
+            .lines()
+            .map(|l| match l.trim_start_matches('.').trim_end_matches('/') {
+                "" => "/.\n".to_owned(),
+                path => format!("{path}\n"),
+            })
+            .collect();
+        std::fs::write(admin.join("info").join(format!("{key}.list")), list).unwrap();
+    }
+    std::fs::write(admin.join("status"), status).unwrap();
+}
+
 /// An image-like root: the cloud kernel package at [`KERNEL_VERSION`] and
 /// busybox-static (what the initramfs takes from the image).
 pub fn kernel_root() -> PathBuf {
@@ -159,6 +218,21 @@ pub fn kernel_root() -> PathBuf {
         &[
             &format!("linux-image-{RELEASE}={KERNEL_VERSION}"),
             "busybox-static",
+        ],
+        Sources::Host,
+    )
+}
+
+/// [`kernel_root`] plus the C runtime a dynamic agent needs (libc6,
+/// libgcc-s1), recorded in a dpkg database.
+pub fn kernel_libc_root() -> PathBuf {
+    root_with_dpkg_db(
+        "kernel-50-busybox-libc",
+        &[
+            &format!("linux-image-{RELEASE}={KERNEL_VERSION}"),
+            "busybox-static",
+            "libc6",
+            "libgcc-s1",
         ],
         Sources::Host,
     )

@@ -71,6 +71,7 @@ fn request(files: &[&str]) -> ClosureRequest {
     ClosureRequest {
         files: files.iter().map(PathBuf::from).collect(),
         dlopen: Vec::new(),
+        foreign: Vec::new(),
     }
 }
 
@@ -197,4 +198,79 @@ fn a_requested_file_that_is_absent_is_an_error() {
     let (_dir, root) = tree();
     let err = check_closure(&ImageRoot::new(&root), &request(&["/usr/bin/nothing"])).unwrap_err();
     assert!(err.to_string().contains("usr/bin/nothing"), "{err}");
+}
+
+#[test]
+fn symbol_versions_of_a_foreign_program_are_checked_against_the_image() {
+    let (_dir, root) = tree();
+    // The image's libc defines up to GLIBC_2.36; a libm needs GLIBC_2.2.5
+    // of it and has no version definitions of its own.
+    write(
+        &root,
+        "/usr/lib/x86_64-linux-gnu/libc.so.6",
+        &ElfFixture::library("libc.so.6", &["ld-linux-x86-64.so.2"])
+            .defining_versions(&["GLIBC_2.2.5", "GLIBC_2.34", "GLIBC_2.36"])
+            .build(),
+    );
+    write(
+        &root,
+        "/usr/lib/x86_64-linux-gnu/libm.so.6",
+        &ElfFixture::library("libm.so.6", &["libc.so.6"])
+            .needing_versions("libc.so.6", &["GLIBC_2.2.5"])
+            .build(),
+    );
+    let host = tempfile::tempdir().unwrap();
+    let agent = host.path().join("agent");
+    let program = ElfFixture::program(&["libm.so.6", "libc.so.6"])
+        .needing_versions("libm.so.6", &["GLIBC_2.29"])
+        .needing_versions("libc.so.6", &["GLIBC_2.34", "GLIBC_2.38", "GLIBC_2.39"]);
+    std::fs::write(&agent, program.build()).unwrap();
+
+    let info = ElfInfo::read(&agent).unwrap();
+    assert_eq!(info.version_needs.len(), 2);
+    assert_eq!(info.version_needs[1].file, "libc.so.6");
+    assert_eq!(
+        info.version_needs[1].versions,
+        ["GLIBC_2.34", "GLIBC_2.38", "GLIBC_2.39"]
+    );
+    let libc = ElfInfo::read(&root.join("usr/lib/x86_64-linux-gnu/libc.so.6")).unwrap();
+    assert_eq!(
+        libc.version_defs,
+        ["GLIBC_2.2.5", "GLIBC_2.34", "GLIBC_2.36"]
+    );
+
+    let request = ClosureRequest {
+        foreign: vec![agent.clone()],
+        ..ClosureRequest::default()
+    };
+    let report = check_closure(&ImageRoot::new(&root), &request).unwrap();
+    assert!(report.missing.is_empty(), "{:?}", report.missing);
+    assert!(!report.is_complete());
+    // libm defines no versions: ld.so only warns, so GLIBC_2.29 passes.
+    let missing: Vec<(&Path, &str, &str)> = report
+        .missing_versions
+        .iter()
+        .map(|m| (m.needed_by.as_path(), m.name.as_str(), m.version.as_str()))
+        .collect();
+    assert_eq!(
+        missing,
+        [
+            (agent.as_path(), "libc.so.6", "GLIBC_2.38"),
+            (agent.as_path(), "libc.so.6", "GLIBC_2.39")
+        ]
+    );
+    assert_eq!(
+        report.missing_versions[0].to_string(),
+        format!(
+            "{} needs GLIBC_2.38 from libc.so.6, which /usr/lib/x86_64-linux-gnu/libc.so.6 does not define",
+            agent.display()
+        )
+    );
+    // The foreign program is named by its host path; its libraries by image path.
+    assert!(report.files.contains(&agent));
+    assert!(
+        report
+            .files
+            .contains(&PathBuf::from("/usr/lib/x86_64-linux-gnu/libm.so.6"))
+    );
 }

@@ -47,6 +47,7 @@ fn request() -> ClosureRequest {
         files: vec![SMI.into(), LIBCUDA.into()],
         // nvidia-smi dlopens NVML; it is not in its DT_NEEDED.
         dlopen: vec![(SMI.into(), "libnvidia-ml.so.1".into())],
+        foreign: Vec::new(),
     }
 }
 
@@ -216,4 +217,87 @@ fn static_and_static_pie_programs() {
 fn busybox_static_is_static() {
     let info = ElfInfo::read(&debs::kernel_root().join("usr/bin/busybox")).unwrap();
     assert!(info.is_static(), "{info:?}");
+}
+
+/// binutils' view of a file's symbol versions (`readelf -V`, read through
+/// the section headers): (definitions without the base, needs by file
+/// without weak ones).
+fn readelf_versions(path: &Path) -> (Vec<String>, Vec<(String, Vec<String>)>) {
+    let out = String::from_utf8(run(Command::new("readelf").arg("-VW").arg(path)).stdout).unwrap();
+    let mut defs = Vec::new();
+    let mut needs: Vec<(String, Vec<String>)> = Vec::new();
+    let mut section = "";
+    for line in out.lines() {
+        if line.starts_with("Version definition section") {
+            section = "defs";
+        } else if line.starts_with("Version needs section") {
+            section = "needs";
+        } else if line.starts_with("Version symbols section") {
+            section = "";
+        }
+        let field = |name: &str| {
+            line.split("  ")
+                .find_map(|part| part.trim().strip_prefix(name))
+                .map(str::to_owned)
+        };
+        match section {
+            "defs" if line.contains("Rev: 1") && !line.contains("Flags: BASE") => {
+                defs.push(field("Name: ").unwrap());
+            }
+            "needs" => {
+                if let Some(file) = field("File: ") {
+                    needs.push((
+                        file.split_whitespace().next().unwrap().to_owned(),
+                        Vec::new(),
+                    ));
+                } else if let Some(name) = field("Name: ")
+                    && !line.contains("WEAK")
+                {
+                    needs.last_mut().unwrap().1.push(name);
+                }
+            }
+            _ => {}
+        }
+    }
+    (defs, needs)
+}
+
+#[test]
+fn symbol_versions_agree_with_readelf_on_glibc_and_gcc_output() {
+    let root = debs::kernel_libc_root();
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("hello.c");
+    std::fs::write(
+        &source,
+        "#include <stdio.h>\nint main(void) { puts(\"hi\"); return 0; }\n",
+    )
+    .unwrap();
+    let program = dir.path().join("hello");
+    run(Command::new("gcc").arg("-o").arg(&program).arg(&source));
+    let lib = root.join("usr/lib/x86_64-linux-gnu");
+    for file in [
+        lib.join("libc.so.6"),
+        lib.join("libm.so.6"),
+        lib.join("libgcc_s.so.1"),
+        lib.join("ld-linux-x86-64.so.2"),
+        program,
+    ] {
+        let info = ElfInfo::read(&file).unwrap();
+        let (defs, needs) = readelf_versions(&file);
+        assert_eq!(info.version_defs, defs, "{}", file.display());
+        let ours: Vec<(String, Vec<String>)> = info
+            .version_needs
+            .iter()
+            .map(|n| (n.file.clone(), n.versions.clone()))
+            .collect();
+        assert_eq!(ours, needs, "{}", file.display());
+    }
+    // Real files have both; the check above would pass on empty lists.
+    let libc = ElfInfo::read(&lib.join("libc.so.6")).unwrap();
+    assert!(libc.version_defs.iter().any(|v| v == "GLIBC_2.34"));
+    assert!(
+        libc.version_needs
+            .iter()
+            .any(|n| n.file == "ld-linux-x86-64.so.2")
+    );
 }

@@ -1,20 +1,24 @@
 //! The initramfs from the real kernel package and busybox-static: its
 //! module closure and regenerated indexes against kmod's depmod run on
-//! the extracted archive, firmware, the static-agent rule (real gcc
-//! binaries), the driver policy, and the agent configuration with a real
-//! signed trust root.
+//! the extracted archive, firmware, the agent (real gcc binaries: static
+//! alone, dynamic with its closure from the image's real libc6, run in a
+//! chroot of the unpacked archive; refused when the image lacks a library
+//! or a symbol version), the driver policy, and the agent configuration
+//! with a real signed trust root.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use ironrack_builder::boot::cpio::{Compression, EntryKind, FileData, read_newc};
-use ironrack_builder::boot::elf::{ElfError, ImageRoot};
+use ironrack_builder::boot::elf::ImageRoot;
+use ironrack_builder::boot::elf::fixture::ElfFixture;
 use ironrack_builder::boot::initramfs::{
     AGENT_CONFIG_PATH, AgentConfig, InitProgram, InitramfsError, InitramfsSpec, MissingDrivers,
-    TRUST_PATH, assemble,
+    MissingSymbolVersions, TRUST_PATH, assemble,
 };
 use ironrack_builder::boot::kmod::depmod::parse_modules_dep;
+use sha2::{Digest, Sha256};
 
 use super::artifacts::{self, EPOCH};
 use super::debs::{self, RELEASE, run};
@@ -139,22 +143,147 @@ fn gcc(dir: &Path, name: &str, flags: &[&str]) -> PathBuf {
     out
 }
 
+/// The image's libc6 version, as the real dpkg-query reads the image's
+/// database.
+fn image_libc6_version(root: &Path) -> String {
+    let out = run(Command::new("dpkg-query")
+        .arg(format!(
+            "--admindir={}",
+            root.join("var/lib/dpkg").display()
+        ))
+        .args(["-W", "-f=${Version}", "libc6"]));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn small_spec(agent: &Path) -> InitramfsSpec {
+    let mut spec = InitramfsSpec::new(RELEASE, InitProgram::Agent(agent.to_owned()), EPOCH);
+    spec.drivers = vec!["squashfs".into()];
+    spec
+}
+
 #[test]
-fn the_agent_must_be_static() {
+fn a_dynamic_agent_brings_its_closure_from_the_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("agent.c");
+    std::fs::write(
+        &source,
+        "#include <stdio.h>\n#include <math.h>\nint main(int c, char **v) { printf(\"agent ran %.0f\\n\", sqrt(c * 16.0)); return 0; }\n",
+    )
+    .unwrap();
+    let agent = dir.path().join("agent");
+    run(Command::new("gcc")
+        .arg("-o")
+        .arg(&agent)
+        .arg(&source)
+        .arg("-lm"));
+    let image = debs::kernel_libc_root();
+    let initramfs = assemble(&ImageRoot::new(&image), &small_spec(&agent)).unwrap();
+    let closure = initramfs.report.agent_closure.clone().unwrap();
+    assert_eq!(closure.interpreter, "/lib64/ld-linux-x86-64.so.2");
+    let shipped: Vec<&str> = closure.libraries.iter().map(|l| l.path.as_str()).collect();
+    assert_eq!(
+        shipped,
+        [
+            "lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+            "lib/x86_64-linux-gnu/libc.so.6",
+            "lib/x86_64-linux-gnu/libm.so.6",
+        ]
+    );
+    let libc6 = format!("libc6 {}", image_libc6_version(&image));
+    for library in &closure.libraries {
+        let package = library.package.as_ref().unwrap().to_string();
+        assert_eq!(package, libc6, "{}", library.path);
+        let bytes = std::fs::read(image.join(library.source.strip_prefix("/").unwrap())).unwrap();
+        assert_eq!(library.sha256, hex::encode(Sha256::digest(&bytes)));
+    }
+    assert_eq!(
+        initramfs
+            .archive
+            .get("lib64/ld-linux-x86-64.so.2")
+            .unwrap()
+            .kind,
+        EntryKind::Symlink("../lib/x86_64-linux-gnu/ld-linux-x86-64.so.2".into())
+    );
+    // Same inputs, same bytes.
+    let again = assemble(&ImageRoot::new(&image), &small_spec(&agent)).unwrap();
+    let raw = initramfs.to_bytes(Compression::None).unwrap();
+    assert_eq!(raw, again.to_bytes(Compression::None).unwrap());
+
+    // GNU cpio unpacks it, and the agent runs there on the image's glibc
+    // alone (chroot: nothing of the host's libraries is visible).
+    if debs::skip_unless_root(
+        "a_dynamic_agent_brings_its_closure_from_the_image (chroot run)",
+        "chroot",
+    ) {
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let mut cpio = Command::new("cpio")
+        .args(["--quiet", "-i", "-d", "--no-absolute-filenames"])
+        .current_dir(out.path())
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(cpio.stdin.as_mut().unwrap(), &raw).unwrap();
+    assert!(cpio.wait().unwrap().success());
+    let ran = run(Command::new("chroot").arg(out.path()).args(["/init", "x"]));
+    assert_eq!(String::from_utf8_lossy(&ran.stdout), "agent ran 6\n");
+}
+
+#[test]
+fn a_dynamic_agent_is_refused_when_the_image_lacks_its_libraries() {
     let dir = tempfile::tempdir().unwrap();
     let dynamic = gcc(dir.path(), "dynamic", &[]);
-    let mut spec = InitramfsSpec::new(RELEASE, InitProgram::Agent(dynamic.clone()), EPOCH);
-    spec.drivers = vec!["squashfs".into()];
-    match assemble(&root(), &spec) {
-        Err(InitramfsError::Elf(ElfError::NotStatic { path, needed, .. })) => {
-            assert_eq!(path, dynamic);
-            assert_eq!(needed, ["libc.so.6"]);
+    match assemble(&root(), &small_spec(&dynamic)) {
+        Err(err @ InitramfsError::AgentLibrariesMissing { .. }) => {
+            let message = err.to_string();
+            assert!(
+                message.contains(&format!(
+                    "{} needs libc.so.6, not found in the image",
+                    dynamic.display()
+                )),
+                "{message}"
+            );
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn an_agent_built_against_a_newer_glibc_is_refused_naming_version_and_package() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = dir.path().join("agent");
+    let fixture = ElfFixture::program(&["libc.so.6"])
+        .needing_versions("libc.so.6", &["GLIBC_2.2.5", "GLIBC_2.34", "GLIBC_2.99"]);
+    std::fs::write(&agent, fixture.build()).unwrap();
+    let image = debs::kernel_libc_root();
+    let err = assemble(&ImageRoot::new(&image), &small_spec(&agent)).unwrap_err();
+    let InitramfsError::AgentSymbolVersions(missing) = &err else {
+        panic!("{err:?}");
+    };
+    let MissingSymbolVersions {
+        agent: named,
+        versions,
+        name,
+        package,
+        ..
+    } = missing.as_ref();
+    assert_eq!(named, &agent);
+    assert_eq!(versions, &["GLIBC_2.99"]);
+    assert_eq!(name, "libc.so.6");
+    assert_eq!(package, &format!("libc6 {}", image_libc6_version(&image)));
+    let message = err.to_string();
+    assert!(
+        message.contains("GLIBC_2.99") && message.contains(&agent.display().to_string()),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_static_agent_goes_in_alone() {
+    let dir = tempfile::tempdir().unwrap();
     let agent = gcc(dir.path(), "static-pie", &["-static-pie"]);
-    spec.init = InitProgram::Agent(agent.clone());
-    let initramfs = assemble(&root(), &spec).unwrap();
+    let initramfs = assemble(&root(), &small_spec(&agent)).unwrap();
     assert_eq!(
         initramfs.archive.get("init").unwrap().kind,
         EntryKind::Symlink("bin/ironrack".into())
@@ -163,6 +292,8 @@ fn the_agent_must_be_static() {
         initramfs.archive.get("bin/ironrack").unwrap().kind,
         EntryKind::File(FileData::Host(agent))
     );
+    assert_eq!(initramfs.report.agent_closure, None);
+    assert!(initramfs.archive.get("lib64").is_none());
 }
 
 #[test]

@@ -13,12 +13,10 @@ use ironrack_builder::boot::measure::{SYSTEMD_STUB_252, predict_pcr11, predict_p
 use ironrack_builder::boot::pe::PeImage;
 use ironrack_builder::boot::uki::measure_uki;
 use ironrack_pxe::attest::eventlog::{AlgorithmId, EventLog};
-use ironrack_pxe::testkit::qemu::{self, Reaped};
 
 use super::artifacts::{self, CMDLINE};
 use super::debs::{self, RELEASE};
-
-const PATIENCE: Duration = Duration::from_secs(240);
+use super::qemu_support::{Reaped, marker_lines, run_qemu};
 
 fn tools_present(test: &str) -> bool {
     let ok = ["qemu-system-x86_64", "swtpm"].iter().all(|t| {
@@ -36,30 +34,6 @@ fn tools_present(test: &str) -> bool {
         );
     }
     ok
-}
-
-/// Runs qemu until it powers off (or PATIENCE runs out); returns the serial log.
-fn run_qemu(name: &str, args: &[String], log: &Path) -> String {
-    let started = Instant::now();
-    let mut args = args.to_vec();
-    args.extend(["-nic".to_owned(), "none".to_owned()]);
-    let text = qemu::run_to_poweroff(&args, log, PATIENCE).unwrap_or_else(|e| panic!("{e}"));
-    // Kept for whoever debugs the next failure.
-    let keep = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("qemu-{name}.log"));
-    let _ = std::fs::write(keep, &text);
-    let _ = writeln!(
-        std::io::stderr().lock(),
-        "boot took {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-    text
-}
-
-fn marker_lines<'a>(log: &'a str, marker: &str) -> Vec<&'a str> {
-    log.lines()
-        .filter_map(|l| l.trim_end_matches('\r').strip_prefix(marker))
-        .map(str::trim)
-        .collect()
 }
 
 fn assert_init_ran(log: &str) {

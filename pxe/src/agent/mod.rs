@@ -1,8 +1,14 @@
-//! The node agent (`ironrack agent`), the parts that do not need to be
-//! PID 1: verify the signed manifest with the trust root baked into the
-//! initramfs, stream the root filesystem while hashing it, enroll the TPM,
-//! measure into PCR 15 and attest. The initramfs `init` strings them
-//! together (mounts, modules, DHCP, `switch_root` live there).
+//! The node agent (`ironrack agent`, `/init` of the initramfs).
+//!
+//! - [`init`]: stage 1 as PID 1: mounts, the baked-in configuration
+//!   ([`AgentConfig`](ironrack_builder::boot::initramfs::AgentConfig),
+//!   defined by the builder that writes it), the kernel command line
+//!   ([`cmdline`]), the kernel modules ([`modules`]), then power off until
+//!   the network stages exist;
+//! - the parts that do not need to be PID 1: verify the signed manifest
+//!   with the trust root baked into the initramfs, stream the root
+//!   filesystem while hashing it, enroll the TPM, measure into PCR 15 and
+//!   attest.
 //!
 //! Order on every boot:
 //! 1. [`ReleasedImage::verify`](crate::attest::image::ReleasedImage::verify)
@@ -17,7 +23,10 @@
 //! 5. [`NodeAgent::attest`]: nonce → TPM2_Quote over SHA-256 PCRs 0-15 →
 //!    submission with both event logs → the server's verdict.
 
+pub mod cmdline;
 pub mod fetch;
+pub mod init;
+pub mod modules;
 mod node;
 
 pub use fetch::{FetchError, FetchedFile, fetch_verified};

@@ -16,6 +16,11 @@
 //! `$ORIGIN`, `$LIB` and `$PLATFORM` are expanded. A candidate of another
 //! ELF class or machine is skipped, as ld.so skips it. PT_INTERP must
 //! exist too.
+//!
+//! Symbol versions are checked as ld.so checks them at startup: every
+//! non-weak DT_VERNEED version must be among the DT_VERDEF versions of the
+//! library that resolved for that name (a library with no DT_VERDEF only
+//! draws a warning from ld.so, so it passes here too).
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -148,6 +153,10 @@ pub struct ClosureRequest {
     /// Libraries a file loads with dlopen (not in DT_NEEDED) that must
     /// resolve too: (file, name), e.g. nvidia-smi → libnvidia-ml.so.1.
     pub dlopen: Vec<(PathBuf, String)>,
+    /// Programs from outside the image (host paths) whose libraries must
+    /// come from the image, e.g. the agent binary going into the
+    /// initramfs. Reports name them by their host path.
+    pub foreign: Vec<PathBuf>,
 }
 
 /// How a library was found.
@@ -206,6 +215,33 @@ impl std::fmt::Display for MissingLibrary {
     }
 }
 
+/// A symbol version a library does not define.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct MissingVersion {
+    /// The file that needs it (image path, or host path of a foreign program).
+    pub needed_by: PathBuf,
+    /// The library's DT_NEEDED name (`libc.so.6`).
+    pub name: String,
+    /// The library that resolved for it (image path).
+    pub library: PathBuf,
+    /// The version (`GLIBC_2.38`).
+    pub version: String,
+}
+
+impl std::fmt::Display for MissingVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} needs {} from {}, which {} does not define",
+            self.needed_by.display(),
+            self.version,
+            self.name,
+            self.library.display()
+        )
+    }
+}
+
 /// The result of [`check_closure`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -216,12 +252,15 @@ pub struct ClosureReport {
     pub resolved: Vec<ResolvedLibrary>,
     /// Every failure, sorted.
     pub missing: Vec<MissingLibrary>,
+    /// Every symbol version a resolved library lacks, sorted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing_versions: Vec<MissingVersion>,
 }
 
 impl ClosureReport {
-    /// Whether everything resolved.
+    /// Whether everything resolved, with every symbol version needed.
     pub fn is_complete(&self) -> bool {
-        self.missing.is_empty()
+        self.missing.is_empty() && self.missing_versions.is_empty()
     }
 }
 
@@ -250,12 +289,18 @@ pub fn check_closure(
     // (file image path, rpath of the executable that loads it)
     let mut queue: VecDeque<(PathBuf, Vec<String>)> = VecDeque::new();
     let mut seen = BTreeSet::new();
+    let mut starts = Vec::new();
     for file in &request.files {
         let (host, image) = root.resolve(file).map_err(|source| ElfError::Read {
             path: root.path().join(file.strip_prefix("/").unwrap_or(file)),
             source,
         })?;
-        let info = ElfInfo::read(&host)?;
+        starts.push((image, ElfInfo::read(&host)?));
+    }
+    for program in &request.foreign {
+        starts.push((program.clone(), ElfInfo::read(program)?));
+    }
+    for (image, info) in starts {
         let exe_rpath = if info.runpath.is_empty() {
             expand_all(&info.rpath, &image)
         } else {
@@ -285,16 +330,52 @@ pub fn check_closure(
             }
         }
     }
+    walker.check_versions();
     let mut report = walker.report;
     report.files = seen.into_iter().collect();
     report.resolved.sort();
     report.resolved.dedup();
     report.missing.sort();
     report.missing.dedup();
+    report.missing_versions.sort();
+    report.missing_versions.dedup();
     Ok(report)
 }
 
 impl Walker<'_> {
+    /// Every DT_VERNEED of every visited file against the DT_VERDEF of the
+    /// library that resolved for it from that file.
+    fn check_versions(&mut self) {
+        let mut missing = Vec::new();
+        for found in &self.report.resolved {
+            let Some(Some(needer)) = self.infos.get(&found.needed_by) else {
+                continue;
+            };
+            let Some(Some(library)) = self.infos.get(&found.path) else {
+                continue;
+            };
+            if library.version_defs.is_empty() {
+                continue;
+            }
+            let wanted = needer
+                .version_needs
+                .iter()
+                .filter(|need| need.file == found.name)
+                .flat_map(|need| &need.versions);
+            for version in wanted {
+                if !library.version_defs.contains(version) {
+                    missing.push(MissingVersion {
+                        needed_by: found.needed_by.clone(),
+                        name: found.name.clone(),
+                        library: found.path.clone(),
+                        version: version.clone(),
+                    });
+                }
+            }
+        }
+        self.report.missing_versions = missing;
+    }
+
     /// The parsed file at an image path (cached; `None` if not ELF).
     fn info(&mut self, image: &Path) -> Option<ElfInfo> {
         if let Some(info) = self.infos.get(image) {

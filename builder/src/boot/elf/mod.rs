@@ -7,7 +7,9 @@
 //! - [`fixture`]: small ELF files made in code, for tests.
 //! - [`check_closure`]: resolves every DT_NEEDED of a set of files (and
 //!   their libraries, transitively) the way glibc's ld.so would inside the
-//!   image, and names each missing library with the file that needs it.
+//!   image, and names each missing library with the file that needs it,
+//!   and each symbol version (`GLIBC_2.34`) a library does not define.
+//! - [`owner`]: which package of the image's dpkg database ships a file.
 //!
 //! Parsing goes through goblin's program-header and dynamic-section
 //! pieces; every offset is checked against the file first, and strings are
@@ -15,7 +17,9 @@
 
 mod closure;
 pub mod fixture;
+pub mod owner;
 mod root;
+mod version;
 
 use std::path::{Path, PathBuf};
 
@@ -26,10 +30,11 @@ use goblin::elf::program_header::{PT_INTERP, ProgramHeader};
 use serde::Serialize;
 
 pub use closure::{
-    ClosureReport, ClosureRequest, FoundBy, LdSoConfig, MissingLibrary, ResolvedLibrary,
-    check_closure,
+    ClosureReport, ClosureRequest, FoundBy, LdSoConfig, MissingLibrary, MissingVersion,
+    ResolvedLibrary, check_closure,
 };
 pub use root::ImageRoot;
+pub use version::VersionNeed;
 
 /// Errors reading userspace ELF files, naming the file.
 #[derive(Debug, thiserror::Error)]
@@ -60,9 +65,18 @@ pub enum ElfError {
         #[source]
         source: goblin::error::Error,
     },
-    /// A file that must be static (the initramfs agent) is not.
+    /// The image's dpkg status file does not parse.
+    #[error("{path}: reading the dpkg status")]
+    DpkgStatus {
+        /// The status file (host path).
+        path: PathBuf,
+        /// The parser's error.
+        #[source]
+        source: Box<crate::source::Error>,
+    },
+    /// A file that must be static (busybox in the initramfs) is not.
     #[error(
-        "{path} is dynamically linked (interpreter {interpreter:?}, needs {needed:?}); the agent must be static"
+        "{path} is dynamically linked (interpreter {interpreter:?}, needs {needed:?}); it must be static"
     )]
     NotStatic {
         /// The file.
@@ -110,6 +124,11 @@ pub struct ElfInfo {
     pub runpath: Vec<String>,
     /// DF_1_PIE in DT_FLAGS_1.
     pub pie: bool,
+    /// DT_VERNEED: the symbol versions needed from each library.
+    pub version_needs: Vec<VersionNeed>,
+    /// DT_VERDEF: the symbol versions this file defines (without the base
+    /// entry, the file's own name).
+    pub version_defs: Vec<String>,
 }
 
 impl ElfInfo {
@@ -211,11 +230,21 @@ impl ElfInfo {
             rpath: Vec::new(),
             runpath: Vec::new(),
             pie: false,
+            version_needs: Vec::new(),
+            version_defs: Vec::new(),
         };
         if let Some(dynamic) = Dynamic::parse(bytes, &phdrs, ctx).map_err(goblin_err)? {
             info.read_dynamic(bytes, &dynamic).ok_or(malformed(
                 "dynamic string table runs past the end of the file",
             ))?;
+            let reader = version::Reader {
+                bytes,
+                little: endian == Endian::Little,
+            };
+            info.read_versions(reader, &phdrs, &dynamic)
+                .ok_or(malformed(
+                    "symbol version table runs past the end of the file",
+                ))?;
         }
         Ok(info)
     }
@@ -230,7 +259,7 @@ impl ElfInfo {
         if !wants_strings {
             return Some(());
         }
-        let strings = file_slice(bytes, dynamic.info.strtab as u64, dynamic.info.strsz as u64)?;
+        let strings = dynamic_strings(bytes, dynamic)?;
         for entry in &dynamic.dyns {
             let text = || string_at(strings, entry.d_val);
             let paths = || {
@@ -250,6 +279,47 @@ impl ElfInfo {
         }
         Some(())
     }
+
+    /// DT_VERNEED and DT_VERDEF. goblin's `DynamicInfo` maps the table
+    /// addresses but treats DT_VERDEFNUM as an address too, so the raw
+    /// entries are read here.
+    fn read_versions(
+        &mut self,
+        reader: version::Reader<'_>,
+        phdrs: &[ProgramHeader],
+        dynamic: &Dynamic,
+    ) -> Option<()> {
+        use goblin::elf::dynamic::{DT_VERDEF, DT_VERDEFNUM, DT_VERNEED, DT_VERNEEDNUM};
+        let tag = |wanted| {
+            dynamic
+                .dyns
+                .iter()
+                .find(|d| d.d_tag == wanted)
+                .map(|d| d.d_val)
+        };
+        let tables = [
+            (tag(DT_VERNEED), tag(DT_VERNEEDNUM)),
+            (tag(DT_VERDEF), tag(DT_VERDEFNUM)),
+        ];
+        if tables.iter().all(|(at, _)| at.is_none()) {
+            return Some(());
+        }
+        let strings = dynamic_strings(reader.bytes, dynamic)?;
+        if let (Some(address), Some(count)) = tables[0] {
+            let offset = version::vm_to_offset(phdrs, address)?;
+            self.version_needs = version::parse_verneed(reader, offset, count, strings)?;
+        }
+        if let (Some(address), Some(count)) = tables[1] {
+            let offset = version::vm_to_offset(phdrs, address)?;
+            self.version_defs = version::parse_verdef(reader, offset, count, strings)?;
+        }
+        Some(())
+    }
+}
+
+/// The dynamic string table (DT_STRTAB, mapped to a file offset by goblin).
+fn dynamic_strings<'a>(bytes: &'a [u8], dynamic: &Dynamic) -> Option<&'a [u8]> {
+    file_slice(bytes, dynamic.info.strtab as u64, dynamic.info.strsz as u64)
 }
 
 /// Whether `bytes` start with the ELF magic.

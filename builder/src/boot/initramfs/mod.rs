@@ -6,7 +6,9 @@
 //! Layout:
 //!
 //! ```text
-//! init -> bin/ironrack          the static agent (argv[0] is "/init")
+//! init -> bin/ironrack          the agent (argv[0] is "/init")
+//! lib64/ld-linux-x86-64.so.2    a dynamic agent's interpreter and
+//! lib/x86_64-linux-gnu/<lib>    libraries, from the image (see [`agent`])
 //! bin/busybox, bin/<applet> -> busybox
 //! dev/console (c 5 1), dev/null (c 1 3)   stdio before devtmpfs is mounted
 //! proc sys run tmp mnt newroot  mount points
@@ -19,6 +21,7 @@
 //! Debian system, and the kernel's firmware loader and kmod both look in
 //! /lib.
 
+pub mod agent;
 pub mod config;
 
 use std::collections::BTreeSet;
@@ -26,10 +29,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+pub use agent::{AGENT_PATH, AgentClosure, AgentLibrary};
 pub use config::{AGENT_CONFIG_PATH, AgentConfig, TRUST_PATH};
 
 use super::cpio::{Archive, Compression, CpioError, EntryKind, compress};
-use super::elf::{ElfError, ElfInfo, ImageRoot};
+use super::elf::{ElfError, ElfInfo, ImageRoot, MissingLibrary};
 use super::kmod::KmodError;
 use super::kmod::depmod::{Closure, ModuleTree};
 
@@ -114,13 +118,78 @@ pub enum InitramfsError {
     /// The trust root does not verify (bad JSON, too few root signatures).
     #[error("trust root for the initramfs does not verify")]
     Trust(#[source] ironrack_keys::Error),
+    /// A dynamic agent needs libraries the image does not have.
+    #[error(
+        "agent {agent} is dynamically linked and the image lacks libraries it needs: {}",
+        list(missing)
+    )]
+    AgentLibrariesMissing {
+        /// The agent (host path).
+        agent: PathBuf,
+        /// What is missing, and for which file.
+        missing: Vec<MissingLibrary>,
+    },
+    /// The agent (or a library of its closure) needs symbol versions the
+    /// image's library does not define: it was built against a newer
+    /// library than the image ships.
+    #[error(transparent)]
+    AgentSymbolVersions(Box<MissingSymbolVersions>),
+    /// The agent's closure cannot be laid out in the initramfs.
+    #[error("agent {agent}: library {name} {why}")]
+    AgentLayout {
+        /// The agent (host path).
+        agent: PathBuf,
+        /// The library name at fault.
+        name: String,
+        /// Why.
+        why: &'static str,
+    },
+    /// The agent is for a machine whose library directory is not known.
+    #[error(
+        "agent {agent} is dynamic for ELF machine {machine}, whose library directory is not known"
+    )]
+    AgentArchitecture {
+        /// The agent (host path).
+        agent: PathBuf,
+        /// e_machine.
+        machine: u16,
+    },
+}
+
+/// Symbol versions a dynamic agent needs that the image lacks.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "agent {agent}: {needed_by} needs symbol versions {versions:?} from {name}, which the image's {library} ({package}) does not define; build the agent against this glibc or an older one"
+)]
+pub struct MissingSymbolVersions {
+    /// The agent (host path).
+    pub agent: PathBuf,
+    /// The file that needs them (the agent, or a library of the image).
+    pub needed_by: PathBuf,
+    /// The versions (`GLIBC_2.38`).
+    pub versions: Vec<String>,
+    /// The library's DT_NEEDED name (`libc.so.6`).
+    pub name: String,
+    /// The image's file for it.
+    pub library: PathBuf,
+    /// The image package and version that ships it.
+    pub package: String,
+}
+
+fn list(missing: &[MissingLibrary]) -> String {
+    missing
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// What runs as `/init`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InitProgram {
-    /// The static `ironrack` binary (host path): installed as
-    /// `bin/ironrack` with `/init` linking to it. It must be static.
+    /// The `ironrack` binary (host path): installed as `bin/ironrack`
+    /// with `/init` linking to it. A dynamic one brings its libraries
+    /// from the image (see [`agent`]).
     Agent(PathBuf),
     /// A shell script run by busybox `sh`: for labs and tests of the boot
     /// path before an agent exists, not for production images.
@@ -187,6 +256,10 @@ pub struct InitramfsReport {
     /// firmware= entries not found in the image: (module, file). The
     /// kernel asks for them only on hardware that needs them.
     pub missing_firmware: Vec<(String, String)>,
+    /// The interpreter and libraries shipped for a dynamic agent (`None`
+    /// for a static agent or a script).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_closure: Option<AgentClosure>,
 }
 
 /// An assembled initramfs.
@@ -236,14 +309,13 @@ pub fn assemble(root: &ImageRoot, spec: &InitramfsSpec) -> Result<Initramfs, Ini
         EntryKind::CharDevice { major: 1, minor: 3 },
     )?;
     add_busybox(root, spec, &mut archive)?;
-    match &spec.init {
-        InitProgram::Agent(path) => {
-            ElfInfo::read(path)?.require_static(path)?;
-            archive.host_file("bin/ironrack", 0o755, path)?;
-            archive.symlink("init", "bin/ironrack")?;
+    let agent_closure = match &spec.init {
+        InitProgram::Agent(path) => agent::add_agent(root, path, &mut archive)?,
+        InitProgram::Script(text) => {
+            archive.file("init", 0o755, text.as_bytes().to_vec())?;
+            None
         }
-        InitProgram::Script(text) => archive.file("init", 0o755, text.as_bytes().to_vec())?,
-    }
+    };
     let tree = ModuleTree::scan(root, &spec.release)?;
     let closure = tree.closure(&spec.drivers);
     if spec.missing_drivers == MissingDrivers::Error && !closure.missing.is_empty() {
@@ -263,6 +335,7 @@ pub fn assemble(root: &ImageRoot, spec: &InitramfsSpec) -> Result<Initramfs, Ini
             modules: closure,
             firmware,
             missing_firmware,
+            agent_closure,
         },
         mtime: spec.mtime,
     })

@@ -93,6 +93,7 @@ fn image_depmod(root: &ImageRoot) -> Result<Command, KmodError> {
         &ClosureRequest {
             files: vec![program.to_owned()],
             dlopen: Vec::new(),
+            foreign: Vec::new(),
         },
     )
     .map_err(|source| KmodError::DepmodProgram {

@@ -495,6 +495,7 @@ fn library_links(
         &ClosureRequest {
             files: inputs.elf_files.to_vec(),
             dlopen: Vec::new(),
+            foreign: Vec::new(),
         },
     )?;
     for missing in &report.missing {
