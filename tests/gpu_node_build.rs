@@ -14,7 +14,13 @@
 //! - `ironrack verify` and minisign accept the image, and a flipped byte
 //!   in initrd.img is caught (exit 3);
 //! - the image's own kernel, booted under qemu, loads the image's
-//!   nvidia.ko, which links and stops at `NVRM: No NVIDIA GPU found`.
+//!   nvidia.ko, which links and stops at `NVRM: No NVIDIA GPU found`;
+//! - node.efi boots under OVMF as an EFI application from a FAT disk, and
+//!   vmlinuz + initrd.img under SeaBIOS, both to the agent's console lines
+//!   and its power-off;
+//! - the same spec without the GSP firmware pin (apt's default firmware,
+//!   535.309.01, beside the 535.261.03 module source) is refused before
+//!   anything is built, naming both versions and the pin.
 //!
 //! ~10 minutes on 2 cores (two module builds). Needs root and the Debian
 //! archive; skips loudly otherwise.
@@ -41,6 +47,20 @@ fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// images/gpu-node.toml without its firmware-nvidia-gsp pin.
+fn unpinned_spec() -> String {
+    let spec = std::fs::read_to_string(repo().join("images/gpu-node.toml")).unwrap();
+    let kept: Vec<&str> = spec
+        .lines()
+        .filter(|l| !l.starts_with("firmware-nvidia-gsp ="))
+        .collect();
+    assert!(
+        kept.len() < spec.lines().count(),
+        "the spec pins the firmware"
+    );
+    kept.join("\n") + "\n"
+}
+
 /// The site: keys, trust.json, the mirror and the lock, kept between runs
 /// under the target directory (the sync is what the demo does; it runs
 /// again only when the spec needs what the snapshot lacks).
@@ -52,6 +72,8 @@ fn site() -> PathBuf {
         site.join("images/gpu-node.toml"),
     )
     .unwrap();
+    std::fs::create_dir_all(site.join("unpinned")).unwrap();
+    std::fs::write(site.join("unpinned/gpu-node.toml"), unpinned_spec()).unwrap();
     if !site.join("trust.json").is_file() {
         for k in ["root-a", "root-b", "ci", "mirror"] {
             let _ = std::fs::remove_file(site.join(format!("keys/{k}.key")));
@@ -84,7 +106,9 @@ fn site() -> PathBuf {
     }
     let mut lock = vec!["lock", "images/gpu-node.toml", "--trust", "trust.json"];
     lock.extend(PINS);
-    if ironrack(&site, &lock).code != Some(0) {
+    let mut unpinned = vec!["lock", "unpinned/gpu-node.toml", "--trust", "trust.json"];
+    unpinned.extend(PINS);
+    if ironrack(&site, &lock).code != Some(0) || ironrack(&site, &unpinned).code != Some(0) {
         ironrack(
             &site,
             &[
@@ -96,6 +120,8 @@ fn site() -> PathBuf {
                 "non-free,non-free-firmware,contrib",
                 "--for",
                 "images/gpu-node.toml",
+                "--for",
+                "unpinned/gpu-node.toml",
                 "--ref",
                 "bookworm-site",
                 "--key",
@@ -104,6 +130,7 @@ fn site() -> PathBuf {
         )
         .ok();
         ironrack(&site, &lock).ok();
+        ironrack(&site, &unpinned).ok();
     }
     site
 }
@@ -176,6 +203,7 @@ fn the_gpu_node_image_builds_identically_verifies_and_its_nvidia_ko_links() {
     }
     let site = site();
     agent(&site);
+    unpinned_firmware_is_refused_before_the_build(&site);
     let first = build(&site, "out-a", "2", "UTC");
     let second = build(&site, "out-b", "3", "Asia/Tokyo");
 
@@ -260,6 +288,103 @@ fn the_gpu_node_image_builds_identically_verifies_and_its_nvidia_ko_links() {
     assert!(caught.all().contains("initrd.img"), "{}", caught.all());
 
     nvidia_ko_loads(&site, &dir);
+    boots_to_the_agent(&site, &dir);
+}
+
+/// The lock of the unpinned spec has firmware-nvidia-gsp 535.309.01: the
+/// build stops at once, naming both releases and the pin.
+fn unpinned_firmware_is_refused_before_the_build(site: &Path) {
+    let started = std::time::Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_ironrack"))
+        .current_dir(site)
+        .args(["build", "unpinned/gpu-node.toml", "--trust", "trust.json"])
+        .args(PINS)
+        .args(["--out", "out-unpinned"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    for part in [
+        DRIVER,
+        "535.309.01",
+        "firmware-nvidia-gsp",
+        "[packages] pin",
+    ] {
+        assert!(stderr.contains(part), "{part:?} in {stderr}");
+    }
+    eprintln!(
+        "unpinned firmware refused after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        !site.join("out-unpinned/gpu-node").exists(),
+        "nothing published"
+    );
+}
+
+/// The agent's console lines: started with the image's kernel, its
+/// modules loaded, powered off by itself.
+fn assert_agent_ran(log: &str) {
+    let starting = format!(
+        "ironrack agent {}: starting (kernel {RELEASE})",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(log.contains(&starting), "{starting:?} in:\n{log}");
+    assert!(log.contains("virtio_net"), "{log}");
+    assert!(log.contains(ironrack_pxe::agent::init::NOT_YET), "{log}");
+    assert!(log.contains("reboot: Power down"), "{log}");
+    for bad in ["Kernel panic", "Attempted to kill init", "FAILED"] {
+        assert!(!log.contains(bad), "{bad:?} in:\n{log}");
+    }
+}
+
+/// node.efi as \EFI\BOOT\BOOTX64.EFI on a FAT disk under OVMF (no
+/// -kernel), and vmlinuz + initrd.img under SeaBIOS.
+fn boots_to_the_agent(site: &Path, dir: &Path) {
+    if !qemu::available() {
+        eprintln!("\n*** SKIP agent boots: qemu or OVMF missing (scripts/deps.sh) ***\n");
+        return;
+    }
+    let esp = site.join("esp");
+    let _ = std::fs::remove_dir_all(&esp);
+    std::fs::create_dir_all(esp.join("EFI/BOOT")).unwrap();
+    std::fs::copy(dir.join("node.efi"), esp.join("EFI/BOOT/BOOTX64.EFI")).unwrap();
+    let vars = site.join("OVMF_VARS_4M.fd");
+    std::fs::copy(qemu::OVMF_VARS, &vars).unwrap();
+    let args: Vec<String> = [
+        "-machine".to_owned(),
+        "q35".to_owned(),
+        "-drive".to_owned(),
+        format!(
+            "if=pflash,format=raw,unit=0,readonly=on,file={}",
+            qemu::OVMF_CODE
+        ),
+        "-drive".to_owned(),
+        format!("if=pflash,format=raw,unit=1,file={}", vars.display()),
+        "-drive".to_owned(),
+        format!("format=raw,file=fat:rw:{}", esp.display()),
+        "-nic".to_owned(),
+        "none".to_owned(),
+    ]
+    .to_vec();
+    let log =
+        qemu::run_to_poweroff(&args, &site.join("uki-boot.log"), Duration::from_secs(300)).unwrap();
+    assert_agent_ran(&log);
+
+    let args: Vec<String> = [
+        "-kernel".to_owned(),
+        dir.join("vmlinuz").display().to_string(),
+        "-initrd".to_owned(),
+        dir.join("initrd.img").display().to_string(),
+        "-append".to_owned(),
+        "console=ttyS0".to_owned(),
+        "-nic".to_owned(),
+        "none".to_owned(),
+    ]
+    .to_vec();
+    let log = qemu::run_to_poweroff(&args, &site.join("bios-boot.log"), Duration::from_secs(300))
+        .unwrap();
+    assert_agent_ran(&log);
 }
 
 /// The image's kernel and its nvidia.ko, under qemu: an initramfs made

@@ -98,6 +98,7 @@ fn verify_reports_and_exits_by_outcome() {
             modules: Vec::new(),
             nvidia: None,
             measurements: None,
+            agent: None,
             packages: 0,
         },
         suite: "bookworm",

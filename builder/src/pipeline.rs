@@ -653,6 +653,7 @@ fn sign_release(
                 .unwrap_or_default(),
             nvidia: report.boot.as_ref().and_then(|b| b.nvidia.clone()),
             measurements: report.boot.as_ref().and_then(|b| b.measurements.clone()),
+            agent: report.boot.as_ref().and_then(|b| b.agent.clone()),
             packages: packages.len() as u64,
         },
         suite: &plan.suite,

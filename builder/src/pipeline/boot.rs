@@ -93,8 +93,8 @@ pub struct BootRecord {
     /// Drivers asked for that the kernel has neither built in nor as a
     /// module.
     pub initramfs_missing: Vec<String>,
-    /// SHA-256 of the agent binary baked in.
-    pub agent_sha256: String,
+    /// The agent baked in, with its libraries.
+    pub agent: Option<crate::release::AgentRecord>,
 }
 
 fn boxed<E: std::error::Error + Send + Sync + 'static>(
@@ -471,7 +471,7 @@ pub(super) fn artifacts(
     let epoch = u32::try_from(plan.epoch).map_err(|_| Error::Plan {
         problem: format!("SOURCE_DATE_EPOCH {} does not fit a cpio mtime", plan.epoch),
     })?;
-    let (initrd, closure) = stages.run("initramfs", || {
+    let (initrd, closure, libraries) = stages.run("initramfs", || {
         let mut spec = InitramfsSpec::new(release, InitProgram::Agent(agent.clone()), epoch);
         spec.drivers = boot.drivers.clone();
         spec.missing_drivers = MissingDrivers::Report;
@@ -490,7 +490,18 @@ pub(super) fn artifacts(
         let bytes = assembled
             .to_bytes(DEFAULT_COMPRESSION)
             .map_err(boxed("compressing the initramfs"))?;
-        Ok((bytes, assembled.report.modules))
+        let libraries = assembled
+            .report
+            .agent_closure
+            .iter()
+            .flat_map(|c| &c.libraries)
+            .map(|l| crate::release::AgentLibraryRecord {
+                path: l.path.clone(),
+                sha256: l.sha256.clone(),
+                package: l.package.as_ref().map(|p| p.to_string()).unwrap_or_default(),
+            })
+            .collect::<Vec<_>>();
+        Ok((bytes, assembled.report.modules, libraries))
     })?;
     let linux = read_image_file(&root, &format!("/boot/vmlinuz-{release}"))?;
     let (uki, measured) = stages.run("uki", || {
@@ -525,7 +536,10 @@ pub(super) fn artifacts(
         }),
         initramfs_modules: closure.load_order,
         initramfs_missing: closure.missing,
-        agent_sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&agent_bytes)),
+        agent: Some(crate::release::AgentRecord {
+            sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&agent_bytes)),
+            libraries,
+        }),
     };
     Ok((written, record))
 }

@@ -52,6 +52,9 @@ pub struct ImagePayload {
     /// What a node booting this image will measure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub measurements: Option<Measurements>,
+    /// The agent in the initramfs, and the image libraries shipped for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentRecord>,
     /// How many packages the image has (the SBOM lists them).
     pub packages: u64,
 }
@@ -141,6 +144,29 @@ pub struct ChainCheck {
     pub expected: String,
     /// The value found.
     pub found: String,
+}
+
+/// The initramfs's `/init`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AgentRecord {
+    /// SHA-256 of the agent binary (the ironrack that built the image).
+    pub sha256: String,
+    /// Libraries shipped for a dynamic agent, from the image.
+    #[serde(default)]
+    pub libraries: Vec<AgentLibraryRecord>,
+}
+
+/// One library of the agent's closure.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AgentLibraryRecord {
+    /// Path in the initramfs.
+    pub path: String,
+    /// SHA-256 of its bytes.
+    pub sha256: String,
+    /// The image package (`libc6 2.36-9+deb12u14`) that ships it.
+    pub package: String,
 }
 
 /// Expected measurements of a boot of this image.

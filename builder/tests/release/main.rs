@@ -136,6 +136,7 @@ fn release(w: &World, dir: &Path) {
             .into(),
         }),
         measurements: Some(measurements),
+        agent: None,
         packages: packages.len() as u64,
     };
     let input = ReleaseInput {
