@@ -18,6 +18,9 @@
 //! - node.efi boots under OVMF as an EFI application from a FAT disk, and
 //!   vmlinuz + initrd.img under SeaBIOS, both to the agent's console lines
 //!   and its power-off;
+//! - the built modules packaged as a site's precompiled module package
+//!   (`[nvidia] precompiled`), imported into the mirror: the image built
+//!   from it installs them instead of compiling, and the chain holds;
 //! - the same spec without the GSP firmware pin (apt's default firmware,
 //!   535.309.01, beside the 535.261.03 module source) is refused before
 //!   anything is built, naming both versions and the pin.
@@ -47,15 +50,16 @@ fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// images/gpu-node.toml without its firmware-nvidia-gsp pin.
+/// images/gpu-node.toml without its NVIDIA pins: apt's candidates
+/// (535.309.01 from bookworm-security) for firmware and userspace, beside
+/// the archive's only open module source, 535.261.03.
 fn unpinned_spec() -> String {
     let spec = std::fs::read_to_string(repo().join("images/gpu-node.toml")).unwrap();
-    let kept: Vec<&str> = spec
-        .lines()
-        .filter(|l| !l.starts_with("firmware-nvidia-gsp ="))
-        .collect();
+    let pin = format!("= \"{DRIVER}-1\"");
+    let kept: Vec<&str> = spec.lines().filter(|l| !l.ends_with(&pin)).collect();
     assert!(
-        kept.len() < spec.lines().count(),
+        spec.lines()
+            .any(|l| l.starts_with("firmware-nvidia-gsp =") && l.ends_with(&pin)),
         "the spec pins the firmware"
     );
     kept.join("\n") + "\n"
@@ -289,11 +293,136 @@ fn the_gpu_node_image_builds_identically_verifies_and_its_nvidia_ko_links() {
 
     nvidia_ko_loads(&site, &dir);
     boots_to_the_agent(&site, &dir);
+    precompiled_modules_are_installed_not_built(&site, &dir, &first);
+}
+
+/// The built modules as a site package in a new snapshot (the site's
+/// snapshot plus that package), and the spec naming it as precompiled.
+fn precompiled_modules_are_installed_not_built(site: &Path, dir: &Path, built: &Value) {
+    const PACKAGE: &str = "nvidia-open-kernel-modules-6.1.0-50-cloud-amd64";
+    let ko_dir = site.join("precompiled-ko");
+    let _ = std::fs::remove_dir_all(&ko_dir);
+    let subtree = format!("usr/lib/modules/{RELEASE}/updates/dkms");
+    let unsquash = Command::new("unsquashfs")
+        .args(["-no-progress", "-quiet", "-d"])
+        .arg(&ko_dir)
+        .arg(dir.join("rootfs.squashfs"))
+        .arg(&subtree)
+        .output()
+        .unwrap();
+    assert!(unsquash.status.success(), "{unsquash:?}");
+    let mut deb =
+        ironrack_builder::fixtures::DebBuilder::new(PACKAGE, "535.261.03-1+site1", "amd64")
+            .field("Priority", "optional")
+            .field("Section", "non-free/kernel");
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(ko_dir.join(&subtree)).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        deb = deb.file(
+            &format!("usr/lib/modules/{RELEASE}/updates/nvidia/{name}"),
+            &std::fs::read(&path).unwrap(),
+            0o644,
+        );
+        names.push(name);
+    }
+    assert!(names.contains(&"nvidia.ko".to_owned()), "{names:?}");
+    let deb = deb.write_to(site).unwrap();
+    let refs = site.join("mirror/refs");
+    std::fs::copy(
+        refs.join("bookworm-site"),
+        refs.join("bookworm-precompiled"),
+    )
+    .unwrap();
+    ironrack(
+        site,
+        &[
+            "mirror",
+            "import",
+            "mirror",
+            deb.to_str().unwrap(),
+            "--key",
+            "keys/mirror.key",
+            "--ref",
+            "bookworm-precompiled",
+        ],
+    )
+    .ok();
+    let spec = std::fs::read_to_string(repo().join("images/gpu-node.toml"))
+        .unwrap()
+        .replace(
+            "snapshot = \"bookworm-site\"",
+            "snapshot = \"bookworm-precompiled\"",
+        )
+        .replace(
+            "flavour = \"open\"",
+            &format!("flavour = \"open\"\nprecompiled = \"{PACKAGE}\""),
+        );
+    std::fs::create_dir_all(site.join("precompiled")).unwrap();
+    std::fs::write(site.join("precompiled/gpu-node.toml"), spec).unwrap();
+    let mut lock = vec!["lock", "precompiled/gpu-node.toml", "--trust", "trust.json"];
+    lock.extend(PINS);
+    ironrack(site, &lock).ok();
+    let _ = std::fs::remove_dir_all(site.join("out-pre"));
+    let mut build = vec![
+        "build",
+        "precompiled/gpu-node.toml",
+        "--trust",
+        "trust.json",
+    ];
+    build.extend(PINS);
+    let agent = site.join("agent-ironrack");
+    build.extend([
+        "--out",
+        "out-pre",
+        "--json",
+        "--agent",
+        agent.to_str().unwrap(),
+    ]);
+    let report: Value = serde_json::from_str(&ironrack(site, &build).ok().stdout).unwrap();
+    let nvidia = &report["boot"]["nvidia"];
+    assert_eq!(
+        nvidia["modules-from"],
+        format!("precompiled {PACKAGE} 535.261.03-1+site1")
+    );
+    let stages: Vec<&str> = report["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["stage"].as_str().unwrap())
+        .collect();
+    assert!(!stages.contains(&"nvidia modules"), "{stages:?}");
+    for check in nvidia["checks"].as_array().unwrap() {
+        assert_eq!(check["expected"], check["found"], "{check}");
+    }
+    // The same bytes as the build that made them, now from the package.
+    let digest = |report: &Value, dir: &str, name: &str| {
+        report["boot"]["modules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| {
+                m["path"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with(&format!("/{dir}/{name}"))
+            })
+            .unwrap_or_else(|| panic!("{dir}/{name}"))["sha256"]
+            .clone()
+    };
+    for name in &names {
+        assert_eq!(
+            digest(&report, "nvidia", name),
+            digest(built, "dkms", name),
+            "{name}"
+        );
+    }
 }
 
 /// The lock of the unpinned spec has firmware-nvidia-gsp 535.309.01: the
 /// build stops at once, naming both releases and the pin.
 fn unpinned_firmware_is_refused_before_the_build(site: &Path) {
+    let _ = std::fs::remove_dir_all(site.join("out-unpinned"));
     let started = std::time::Instant::now();
     let output = Command::new(env!("CARGO_BIN_EXE_ironrack"))
         .current_dir(site)
@@ -317,7 +446,7 @@ fn unpinned_firmware_is_refused_before_the_build(site: &Path) {
         started.elapsed().as_secs_f64()
     );
     assert!(
-        !site.join("out-unpinned/gpu-node").exists(),
+        !site.join("out-unpinned/gpu-node/1").exists(),
         "nothing published"
     );
 }

@@ -260,7 +260,7 @@ struct KeyInputs<'a> {
     formats: Vec<ImageFormat>,
     compression: String,
     build_packages: Vec<&'a str>,
-    nvidia: Option<(&'a str, String, &'a [String], Vec<String>)>,
+    nvidia: Option<(&'a str, String, &'a [String], Option<&'a str>, Vec<String>)>,
     boot: Option<(&'a [String], String, String, Option<String>)>,
 }
 
@@ -324,6 +324,7 @@ impl Plan {
                     n.version.as_str(),
                     n.flavour.to_string(),
                     n.userspace.as_slice(),
+                    n.precompiled.as_deref(),
                     n.patches
                         .iter()
                         .map(|p| file_sha256(p))
@@ -959,6 +960,7 @@ mod tests {
                 flavour: crate::boot::nvidia::Flavour::Open,
                 userspace: vec!["libcuda1".into()],
                 patches: vec![patch.clone()],
+                precompiled: None,
             });
             p
         };

@@ -176,6 +176,12 @@ pub struct NvidiaSpec {
     /// source before the build.
     #[serde(default)]
     pub patches: Vec<PathBuf>,
+    /// A package of the mirror that ships the modules already built for
+    /// the image's kernel (`/lib/modules/RELEASE/...`): installed into
+    /// the image instead of a build from the source package. The version
+    /// chain is checked all the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precompiled: Option<String>,
 }
 
 impl NvidiaSpec {
@@ -400,6 +406,7 @@ impl ImageSpec {
         names.push(self.kernel.package.clone());
         if let Some(nvidia) = &self.nvidia {
             names.extend(nvidia.userspace.iter().cloned());
+            names.extend(nvidia.precompiled.iter().cloned());
             if nvidia.flavour == Flavour::Open {
                 names.push(GSP_FIRMWARE.to_owned());
             }
@@ -420,11 +427,15 @@ impl ImageSpec {
             let mut build = Request::new(&self.architecture);
             let mut names = Vec::new();
             if let Some(nvidia) = &self.nvidia {
-                // The compile sandbox: a whole system with the tools.
+                // The compile sandbox: a whole system with the tools; with
+                // precompiled modules, the headers only (Module.symvers,
+                // which the module check reads).
                 build.base = self.packages.base.into();
                 names.push(self.kernel.headers_package());
-                names.push(nvidia.source_package());
-                names.extend(BUILD_TOOLS.iter().map(|t| t.to_string()));
+                if nvidia.precompiled.is_none() {
+                    names.push(nvidia.source_package());
+                    names.extend(BUILD_TOOLS.iter().map(|t| t.to_string()));
+                }
             }
             if self.initramfs.is_some() {
                 // Read out of its .deb, never installed.

@@ -60,6 +60,8 @@ pub struct NvidiaPlan {
     pub userspace: Vec<String>,
     /// Patch files (absolute), applied in order.
     pub patches: Vec<PathBuf>,
+    /// The image package that ships the modules built, instead of a build.
+    pub precompiled: Option<String>,
 }
 
 /// What the boot stage needs besides the image.
@@ -118,7 +120,11 @@ pub(super) fn precheck(plan: &Plan, nvidia: &NvidiaPlan) -> Result<(), Error> {
             .unwrap_or_else(|_| version.to_owned())
     };
     let source = nvidia.flavour.source_package();
-    let mut wanted = vec![(source, &plan.build_packages)];
+    let mut wanted = Vec::new();
+    match &nvidia.precompiled {
+        Some(package) => wanted.push((package.as_str(), &plan.packages)),
+        None => wanted.push((source, &plan.build_packages)),
+    }
     if nvidia.flavour == Flavour::Open {
         wanted.push((nvidia::chain::FIRMWARE_PACKAGE, &plan.packages));
     }
@@ -203,28 +209,21 @@ pub(super) fn modules(
         installed.unpack_time + installed.configure_time,
     );
 
-    let spinner = progress.spinner("nvidia modules");
-    let build = ModuleBuild {
-        root: sandbox_root.clone(),
-        work: sandbox_root.join("ironrack-build/nvidia"),
-        release: release.clone(),
-        version: nvidia.version.clone(),
-        flavour: nvidia.flavour,
-        patches: nvidia.patches.clone(),
-        jobs,
-        source_date_epoch: plan.epoch,
-        isolation: Isolation::Sandbox,
-    };
-    let built = stages.run("nvidia modules", || {
-        build_modules(&build).map_err(boxed("building the NVIDIA modules"))
-    })?;
-    spinner.finish();
-
     let root = ImageRoot::new(image.path());
-    let paths: Vec<PathBuf> = built.modules.iter().map(|m| m.path.clone()).collect();
+    let (modules_from, patches) = match &nvidia.precompiled {
+        Some(package) => {
+            let version = plan
+                .packages
+                .iter()
+                .find(|p| &p.name == package)
+                .map(|p| p.version.clone())
+                .unwrap_or_default();
+            (format!("precompiled {package} {version}"), Vec::new())
+        }
+        None => build_and_install(plan, nvidia, jobs, progress, &root, &sandbox_root, stages)?,
+    };
     let headers = sandbox_root.join(format!("usr/src/linux-headers-{release}"));
     let report = stages.run("module checks", || {
-        install_modules(&root, release, &paths).map_err(boxed("installing the modules"))?;
         run_depmod(&root, release, &Depmod::Image).map_err(boxed("running depmod"))?;
         let (_, report) = check_image_modules(&root, release, &headers)
             .map_err(boxed("checking the image's modules"))?;
@@ -260,19 +259,8 @@ pub(super) fn modules(
     Ok(NvidiaRecord {
         version: nvidia.version.clone(),
         flavour: nvidia.flavour.to_string(),
-        modules_from: "built".into(),
-        patches: built
-            .patches
-            .iter()
-            .map(|p| PatchRecord {
-                name: p
-                    .path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                sha256: p.sha256.clone(),
-            })
-            .collect(),
+        modules_from,
+        patches,
         independent: report.independent.clone(),
         checks: report
             .checks
@@ -284,6 +272,50 @@ pub(super) fn modules(
             })
             .collect(),
     })
+}
+
+/// The modules built in the sandbox and installed into the image's
+/// `updates/dkms`: (`built`, the patches applied).
+fn build_and_install(
+    plan: &Plan,
+    nvidia: &NvidiaPlan,
+    jobs: usize,
+    progress: &Progress,
+    root: &ImageRoot,
+    sandbox_root: &Path,
+    stages: &mut Stages,
+) -> Result<(String, Vec<PatchRecord>), Error> {
+    let spinner = progress.spinner("nvidia modules");
+    let build = ModuleBuild {
+        root: sandbox_root.to_owned(),
+        work: sandbox_root.join("ironrack-build/nvidia"),
+        release: plan.kernel.release.clone(),
+        version: nvidia.version.clone(),
+        flavour: nvidia.flavour,
+        patches: nvidia.patches.clone(),
+        jobs,
+        source_date_epoch: plan.epoch,
+        isolation: Isolation::Sandbox,
+    };
+    let built = stages.run("nvidia modules", || {
+        build_modules(&build).map_err(boxed("building the NVIDIA modules"))
+    })?;
+    spinner.finish();
+    let paths: Vec<PathBuf> = built.modules.iter().map(|m| m.path.clone()).collect();
+    install_modules(root, &plan.kernel.release, &paths).map_err(boxed("installing the modules"))?;
+    let patches = built
+        .patches
+        .iter()
+        .map(|p| PatchRecord {
+            name: p
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            sha256: p.sha256.clone(),
+        })
+        .collect();
+    Ok(("built".into(), patches))
 }
 
 /// The ELF files the userspace packages installed (from dpkg's file
@@ -498,7 +530,11 @@ pub(super) fn artifacts(
             .map(|l| crate::release::AgentLibraryRecord {
                 path: l.path.clone(),
                 sha256: l.sha256.clone(),
-                package: l.package.as_ref().map(|p| p.to_string()).unwrap_or_default(),
+                package: l
+                    .package
+                    .as_ref()
+                    .map(|p| p.to_string())
+                    .unwrap_or_default(),
             })
             .collect::<Vec<_>>();
         Ok((bytes, assembled.report.modules, libraries))

@@ -140,6 +140,7 @@ impl Plan {
                     },
                     userspace: n.userspace.clone(),
                     patches,
+                    precompiled: n.precompiled.clone(),
                 })
             }
             None => None,

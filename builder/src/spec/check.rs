@@ -11,6 +11,12 @@ use crate::source::version::Version;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SpecProblem {
     /// A name with characters it may not have.
+    /// Patches listed beside a precompiled module package.
+    PatchesWithPrecompiled {
+        /// The package.
+        package: String,
+    },
+    /// A name with characters it may not have.
     BadName {
         /// The value.
         value: String,
@@ -78,6 +84,10 @@ impl fmt::Display for SpecProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::BadName { value, expected } => write!(f, "{value:?} is not {expected}"),
+            Self::PatchesWithPrecompiled { package } => write!(
+                f,
+                "patches apply to a module build, and {package} is already built: drop the patches or the precompiled package"
+            ),
             Self::BadVersion { value, reason } => {
                 write!(f, "{value:?} is not a Debian version: {reason}")
             }
@@ -374,6 +384,21 @@ fn check_nvidia(out: &mut Found, nvidia: &super::NvidiaSpec) {
         }
     }
     check_packages(out, &["nvidia", "userspace"], &nvidia.userspace);
+    if let Some(package) = &nvidia.precompiled {
+        check_packages(
+            out,
+            &["nvidia", "precompiled"],
+            std::slice::from_ref(package),
+        );
+        if !nvidia.patches.is_empty() {
+            out.push((
+                key(&["nvidia", "patches"]),
+                SpecProblem::PatchesWithPrecompiled {
+                    package: package.clone(),
+                },
+            ));
+        }
+    }
     for (i, patch) in nvidia.patches.iter().enumerate() {
         if !is_inside(patch) {
             out.push((
