@@ -260,9 +260,13 @@ struct KeyInputs<'a> {
     formats: Vec<ImageFormat>,
     compression: String,
     build_packages: Vec<&'a str>,
-    nvidia: Option<(&'a str, String, &'a [String], Option<&'a str>, Vec<String>)>,
+    nvidia: Option<NvidiaKey<'a>>,
     boot: Option<(&'a [String], String, String, Option<String>)>,
 }
+
+/// The NVIDIA inputs of the key: driver, flavour, userspace, precompiled
+/// package, patch digests.
+type NvidiaKey<'a> = (&'a str, String, &'a [String], Option<&'a str>, Vec<String>);
 
 fn file_sha256(path: &Path) -> Result<String, Error> {
     let bytes = fs::read(path).map_err(|source| Error::Io {
