@@ -498,7 +498,11 @@ pub(super) fn artifacts(
             .map(|l| crate::release::AgentLibraryRecord {
                 path: l.path.clone(),
                 sha256: l.sha256.clone(),
-                package: l.package.as_ref().map(|p| p.to_string()).unwrap_or_default(),
+                package: l
+                    .package
+                    .as_ref()
+                    .map(|p| p.to_string())
+                    .unwrap_or_default(),
             })
             .collect::<Vec<_>>();
         Ok((bytes, assembled.report.modules, libraries))
