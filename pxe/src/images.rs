@@ -46,6 +46,8 @@ pub use load::LoadOptions;
 
 use ironrack_keys::Sha256Digest;
 
+use crate::attest::image::ReleasedImage;
+
 /// One verified image version.
 #[derive(Debug)]
 pub struct Image {
@@ -71,6 +73,10 @@ pub struct Image {
     /// `manifest.json` and its `.minisig`, exactly as verified, so the
     /// node's agent can check the image against the same signature.
     pub signed_files: BTreeMap<String, Arc<VerifiedArtifact>>,
+    /// What the attestation service checks a node's quote against, or why
+    /// this image cannot be attested (no single rootfs, bad measurements):
+    /// such an image still boots, but its nodes are refused `image-unknown`.
+    pub released: Result<Arc<ReleasedImage>, String>,
 }
 
 impl Image {

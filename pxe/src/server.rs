@@ -21,6 +21,10 @@ use ironrack_keys::{Timestamp, Trust};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::attest::image::ReleasedImage;
+use crate::attest::service::{
+    AttestConfig, AttestService, AttestStore, AttestStoreError, ImageCatalog, SqliteAttestStore,
+};
 use crate::images::{ImageStore, IpxeBinaries, IpxeError, LoadOptions};
 use crate::inventory::Inventory;
 use crate::net::dhcp::{DhcpError, DhcpServer};
@@ -41,6 +45,9 @@ pub enum ServeError {
     /// The state database.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The attestation tables of the state database.
+    #[error(transparent)]
+    AttestStore(#[from] AttestStoreError),
     /// Its directory could not be made.
     #[error("creating the state directory {path}: {source}")]
     StateDir {
@@ -89,6 +96,25 @@ impl FileSource for ServeSource {
             Some(dir) => dir.open(name),
             None => Err(OpenError::NotFound { name: name.clone() }),
         }
+    }
+}
+
+/// The attestation service's view of the image store: the verified
+/// manifests of the images HTTP serves, swapped with them on reload, so a
+/// node is judged against exactly the image it could have fetched.
+#[derive(Debug)]
+struct ServedImages(std::sync::RwLock<Arc<ImageStore>>);
+
+impl ServedImages {
+    fn replace(&self, images: Arc<ImageStore>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = images;
+    }
+}
+
+impl ImageCatalog for ServedImages {
+    fn image(&self, name: &str, version: u64) -> Option<Arc<ReleasedImage>> {
+        let images = Arc::clone(&self.0.read().unwrap_or_else(|e| e.into_inner()));
+        images.get(name, version)?.released.clone().ok()
     }
 }
 
@@ -256,6 +282,29 @@ struct Running {
     site_tx: watch::Sender<Arc<Site>>,
     tftp: Vec<TftpHandle>,
     http: HttpHandle,
+    attest: Attest,
+}
+
+/// What every attestation service of this process shares: the store and
+/// the image catalog. A reload makes a new service only for new settings.
+struct Attest {
+    store: Arc<SqliteAttestStore>,
+    catalog: Arc<ServedImages>,
+}
+
+impl Attest {
+    fn service(&self, config: AttestConfig) -> Arc<AttestService> {
+        tracing::info!(
+            ek_roots = config.ek_trust.root_count(),
+            nonce_seconds = config.nonce_ttl,
+            "attestation service on /attest/*"
+        );
+        Arc::new(AttestService::new(
+            Arc::clone(&self.store) as Arc<dyn AttestStore>,
+            Arc::clone(&self.catalog) as Arc<dyn ImageCatalog>,
+            config,
+        ))
+    }
 }
 
 /// Serves the site at `site_path`, reloading on each `reload`, until
@@ -274,6 +323,10 @@ pub async fn serve(
         })?;
     }
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db)?);
+    // Same file, own tables: one database to back up, and `ironrack nodes`
+    // reads the verdicts beside the boot timelines.
+    let attest_store = Arc::new(SqliteAttestStore::open(&db)?);
+    let attest_config = site.attest_config()?;
     let world = {
         let site = Arc::clone(&site);
         tokio::task::spawn_blocking(move || load_world(site, None))
@@ -324,7 +377,15 @@ pub async fn serve(
         Arc::clone(&inventory),
     )
     .await?;
+    let catalog = Arc::new(ServedImages(std::sync::RwLock::new(Arc::clone(
+        &world.images,
+    ))));
+    let attest = Attest {
+        store: attest_store,
+        catalog,
+    };
     let http_handle = http.handle();
+    http_handle.set_attest(attest.service(attest_config));
     tracing::warn!(
         site = %site_path.display(), http = ?http.local_addrs(), tftp = ?tftp_addrs(&site),
         images = world.images.images().count(), refused = world.images.refused().len(),
@@ -343,6 +404,7 @@ pub async fn serve(
         site_tx,
         tftp,
         http: http_handle,
+        attest,
     };
     tokio::pin!(stop);
     let mut failed = None;
@@ -393,6 +455,13 @@ impl Running {
         {
             tracing::warn!("listen addresses changed: they take effect after a restart");
         }
+        let attest_config = match site.attest_config() {
+            Ok(config) => config,
+            Err(e) => {
+                tracing::error!(error = %e, "reload refused: [attest] does not load; the old configuration keeps serving");
+                return;
+            }
+        };
         let previous = World {
             site: Arc::clone(&self.world.site),
             images: Arc::clone(&self.world.images),
@@ -428,6 +497,9 @@ impl Running {
             images: Arc::clone(&world.images),
             ipxe: Arc::clone(&world.ipxe),
         });
+        self.attest.catalog.replace(Arc::clone(&world.images));
+        // EK roots are re-read: an operator adding a vendor CA needs no restart.
+        self.http.set_attest(self.attest.service(attest_config));
         self.inventory.set_site(Arc::clone(&site));
         let _ = self.site_tx.send(Arc::clone(&site));
         tracing::warn!(

@@ -45,6 +45,9 @@
 //! [http]                              # see net::http::HttpConfig
 //! memory-cache-bytes = 268435456
 //!
+//! [attest]                            # see site::AttestSettings
+//! ek-roots = ["/etc/ironrack/ek-ca/vendor-root.pem"]
+//!
 //! [[rack]]
 //! name = "r01"
 //! [[rack.node]]
@@ -101,10 +104,9 @@ pub struct SiteConfig {
     /// HTTP server settings (`[http]`); every key has a default.
     #[serde(default)]
     pub http: HttpConfig,
-    /// Reserved for the attestation service's settings (profiles, CA roots);
-    /// that part defines the fields.
+    /// The attestation service (`[attest]`); every key has a default.
     #[serde(default)]
-    pub attestation: Option<toml::Table>,
+    pub attest: AttestSettings,
 }
 
 /// `[server]`: settings every part of the service shares.
@@ -478,6 +480,8 @@ pub struct Site {
     pub path: PathBuf,
     /// The configuration as written.
     pub config: SiteConfig,
+    /// The text it was parsed from, for errors found after parsing.
+    source: Option<std::sync::Arc<str>>,
     nodes_by_mac: HashMap<MacAddr, Node>,
     mac_by_ip: HashMap<Ipv4Addr, MacAddr>,
     subnets: Vec<Subnet>,
@@ -497,23 +501,34 @@ impl Site {
     pub fn from_toml(path: &Path, text: &str) -> Result<Site, SiteError> {
         let config: SiteConfig =
             toml::from_str(text).map_err(|e| validate::parse_error(path, text, &e))?;
-        Site::from_config(path, config)
+        Site::build(path, config, Some(text.into()))
     }
 
     /// Validates an already parsed configuration.
     pub fn from_config(path: &Path, config: SiteConfig) -> Result<Site, SiteError> {
+        Site::build(path, config, None)
+    }
+
+    fn build(
+        path: &Path,
+        config: SiteConfig,
+        source: Option<std::sync::Arc<str>>,
+    ) -> Result<Site, SiteError> {
         let v = validate::Validator { path };
         v.server(&config)?;
         let subnets = v.subnets(&config)?;
         let (nodes_by_mac, mac_by_ip) = v.nodes(&config, &subnets)?;
         v.pools(&subnets, &nodes_by_mac, &mac_by_ip)?;
-        Ok(Site {
+        let site = Site {
             path: path.to_owned(),
             config,
+            source,
             nodes_by_mac,
             mac_by_ip,
             subnets,
-        })
+        };
+        site.config.attest.validate(&site)?;
+        Ok(site)
     }
 
     /// The node with this MAC, if any rack lists it.
@@ -583,9 +598,11 @@ impl Site {
 }
 
 mod addr;
+mod attest;
 mod validate;
 
 pub use addr::{Ipv4Net, MacAddr, MacParseError, NetParseError};
+pub use attest::AttestSettings;
 
 #[cfg(test)]
 mod tests;

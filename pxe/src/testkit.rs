@@ -91,6 +91,20 @@ impl SigningWorld {
         cmdline: &str,
         artifacts: &[(&str, &Path)],
     ) -> Result<PathBuf> {
+        let payload = serde_json::json!({ "kernel": { "cmdline": cmdline } });
+        self.image_with_payload(out, name, version, payload, artifacts)
+    }
+
+    /// As [`SigningWorld::image`], with the manifest payload given whole
+    /// (e.g. with the `measurements` attestation checks).
+    pub fn image_with_payload(
+        &self,
+        out: &Path,
+        name: &str,
+        version: u64,
+        payload: serde_json::Value,
+        artifacts: &[(&str, &Path)],
+    ) -> Result<PathBuf> {
         let dir = out.join(name).join(version.to_string());
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let mut listed = Vec::new();
@@ -105,7 +119,7 @@ impl SigningWorld {
             version,
             Timestamp::now().plus_days(7),
             listed,
-            serde_json::json!({ "kernel": { "cmdline": cmdline } }),
+            payload,
         );
         write_signed_manifest(&dir, &self.signer, &manifest).map_err(|e| e.to_string())?;
         Ok(dir)

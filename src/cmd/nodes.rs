@@ -1,10 +1,15 @@
-//! `ironrack nodes list|show`: the inventory and boot timelines, read from
-//! the state database directly (read-only), so they work whether or not
+//! `ironrack nodes list|show|approve|revoke`: the inventory, boot
+//! timelines and attestation verdicts, read from the state database
+//! directly (read-only for list and show), so they work whether or not
 //! the server runs.
+
+mod attest;
 
 use std::path::PathBuf;
 
 use anyhow::Context;
+use ironrack_pxe::attest::protocol::NodeId;
+use ironrack_pxe::attest::service::SqliteAttestStore;
 use ironrack_pxe::site::{MacAddr, Site};
 use ironrack_pxe::store::{
     Approval, ImageStatus, InventoryStore, NodeEvent, NodeRecord, SqliteStore,
@@ -15,10 +20,10 @@ use super::outln;
 /// Nodes, their state and boot timelines.
 #[derive(Debug, clap::Subcommand)]
 pub enum NodesCommand {
-    /// One line per node: name, MAC, image, state, last event, age; then
-    /// every image the server refused, with the reason.
+    /// One line per node: name, MAC, image, state, attestation, last
+    /// event, age; then every image the server refused, with the reason.
     List(Where),
-    /// A node's boot timeline (by host name or MAC).
+    /// A node's boot timeline and its attestation verdicts (by host name or MAC).
     Show {
         /// Host name or MAC.
         node: String,
@@ -41,6 +46,15 @@ pub enum NodesCommand {
         #[command(flatten)]
         at: Where,
     },
+    /// Block a node: the attestation service refuses its nonces, quotes
+    /// and enrollments from now on (`node-revoked`), also while the server
+    /// runs (it reads the same database). Recorded in its timeline.
+    Revoke {
+        /// Host name or MAC (as the node enrolled).
+        node: String,
+        #[command(flatten)]
+        at: Where,
+    },
 }
 
 /// Which state database to read.
@@ -60,6 +74,7 @@ pub struct Where {
 struct Opened {
     site: Option<Site>,
     store: SqliteStore,
+    attest: Option<SqliteAttestStore>,
 }
 
 fn open(at: &Where) -> anyhow::Result<Opened> {
@@ -81,7 +96,12 @@ fn open_as(at: &Where, write: bool) -> anyhow::Result<Opened> {
     if write {
         let store = SqliteStore::open(&db)
             .with_context(|| format!("opening the state database {}", db.display()))?;
-        return Ok(Opened { site, store });
+        let attest = attest::open(&db, true)?;
+        return Ok(Opened {
+            site,
+            store,
+            attest,
+        });
     }
     if !db.exists() {
         anyhow::bail!(
@@ -90,7 +110,12 @@ fn open_as(at: &Where, write: bool) -> anyhow::Result<Opened> {
         );
     }
     let store = SqliteStore::open_read_only(&db).context("opening the state database")?;
-    Ok(Opened { site, store })
+    let attest = attest::open(&db, false)?;
+    Ok(Opened {
+        site,
+        store,
+        attest,
+    })
 }
 
 /// Runs a `nodes` subcommand.
@@ -99,6 +124,7 @@ pub fn run(command: NodesCommand) -> anyhow::Result<()> {
         NodesCommand::List(at) => list(&at),
         NodesCommand::Show { node, at } => show(&node, &at),
         NodesCommand::Approve { node, image, at } => approve(&node, image, &at),
+        NodesCommand::Revoke { node, at } => revoke(&node, &at),
     }
 }
 
@@ -135,19 +161,35 @@ fn list(at: &Where) -> anyhow::Result<()> {
         .store
         .image_status()
         .context("reading image status")?;
+    let attestations = nodes
+        .iter()
+        .map(|n| attest::find(opened.attest.as_ref(), &ids_of(n.mac, n.name.as_deref())))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     if at.json {
+        let nodes: Vec<serde_json::Value> = nodes
+            .iter()
+            .zip(&attestations)
+            .map(|(n, a)| {
+                let mut v = serde_json::to_value(n).unwrap_or_default();
+                v["attestation"] = a.as_ref().map_or(serde_json::Value::Null, |a| a.json());
+                v
+            })
+            .collect();
         let out = serde_json::json!({ "nodes": nodes, "images": images });
         return outln!("{}", serde_json::to_string_pretty(&out)?);
     }
     let now = ironrack_pxe::inventory::now_ms();
-    let rows: Vec<[String; 6]> = nodes
+    let rows: Vec<Vec<String>> = nodes
         .iter()
-        .map(|n| {
-            [
+        .zip(&attestations)
+        .map(|(n, a)| {
+            vec![
                 n.name.clone().unwrap_or_else(|| "-".into()),
                 n.mac.to_string(),
                 image_cell(n, opened.site.as_ref(), &images),
                 n.state.clone(),
+                a.as_ref()
+                    .map_or_else(|| "-".into(), attest::Attestation::cell),
                 n.last_event.clone(),
                 if n.last_at_ms == 0 {
                     "-".into()
@@ -158,7 +200,15 @@ fn list(at: &Where) -> anyhow::Result<()> {
         })
         .collect();
     print_table(
-        &["NODE", "MAC", "IMAGE", "STATE", "LAST EVENT", "AGE"],
+        &[
+            "NODE",
+            "MAC",
+            "IMAGE",
+            "STATE",
+            "ATTESTATION",
+            "LAST EVENT",
+            "AGE",
+        ],
         &rows,
     )?;
     let refused: Vec<&ImageStatus> = images.iter().filter(|i| i.status == "refused").collect();
@@ -201,7 +251,14 @@ fn image_cell(node: &NodeRecord, site: Option<&Site>, images: &[ImageStatus]) ->
     }
 }
 
-fn print_table(header: &[&str; 6], rows: &[[String; 6]]) -> anyhow::Result<()> {
+/// The ids a node may have enrolled under: its MAC, its host name.
+fn ids_of(mac: MacAddr, name: Option<&str>) -> Vec<String> {
+    std::iter::once(mac.to_string())
+        .chain(name.map(str::to_owned))
+        .collect()
+}
+
+fn print_table(header: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()> {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -250,28 +307,98 @@ fn show(key: &str, at: &Where) -> anyhow::Result<()> {
         .store
         .events(&mac, 10_000)
         .context("reading the timeline")?;
+    let name = record
+        .as_ref()
+        .and_then(|r| r.name.clone())
+        .or_else(|| site_name(&opened, mac));
+    let attestation = attest::find(opened.attest.as_ref(), &ids_of(mac, name.as_deref()))?;
     if at.json {
-        let out = serde_json::json!({ "node": record, "events": events });
+        let out = serde_json::json!({
+            "node": record,
+            "events": events,
+            "attestation": attestation.as_ref().map(attest::Attestation::json),
+        });
         return outln!("{}", serde_json::to_string_pretty(&out)?);
     }
-    let Some(record) = record else {
-        return outln!("node {key} ({mac}): no event recorded yet");
-    };
-    outln!(
-        "node {} ({mac})  state {}  image {}",
-        record.name.as_deref().unwrap_or("-"),
-        record.state,
-        record.image.as_deref().unwrap_or("-")
-    )?;
+    match &record {
+        None => outln!("node {key} ({mac}): no event recorded yet")?,
+        Some(record) => outln!(
+            "node {} ({mac})  state {}  image {}",
+            record.name.as_deref().unwrap_or("-"),
+            record.state,
+            record.image.as_deref().unwrap_or("-")
+        )?,
+    }
     let first = events.first().map_or(0, |e| e.at_ms);
     for e in &events {
         outln!("{}", e.timeline_line(first))?;
     }
+    // A node that never enrolled has no attestation lines.
+    for line in attestation.iter().flat_map(attest::Attestation::lines) {
+        outln!("{line}")?;
+    }
     Ok(())
 }
 
+fn site_name(opened: &Opened, mac: MacAddr) -> Option<String> {
+    opened
+        .site
+        .as_ref()
+        .and_then(|s| s.node_by_mac(&mac))
+        .map(|n| n.name().to_owned())
+}
+
+/// The attestation id `key` names: as the node enrolled (its MAC or host
+/// name), whichever the service knows.
+fn attest_id(opened: &Opened, key: &str) -> anyhow::Result<NodeId> {
+    let mut ids = vec![key.to_owned()];
+    if let Ok(mac) = resolve(opened, key) {
+        ids.push(mac.to_string());
+        ids.extend(site_name(opened, mac));
+    }
+    let found = attest::find(opened.attest.as_ref(), &ids)?;
+    match found {
+        Some(a) => Ok(a.record.node),
+        None => anyhow::bail!(
+            "node {key:?} never enrolled with the attestation service (tried {})",
+            ids.join(", ")
+        ),
+    }
+}
+
+fn revoke(key: &str, at: &Where) -> anyhow::Result<()> {
+    let mut opened = open_as(at, true)?;
+    let node = attest_id(&opened, key)?;
+    let store = opened
+        .attest
+        .take()
+        .context("attestation tables not opened")?;
+    attest::revoke(store, &node)?;
+    if let Ok(mac) = resolve(&opened, key).or_else(|_| node.as_str().parse()) {
+        let event = NodeEvent {
+            at_ms: ironrack_pxe::inventory::now_ms(),
+            mac,
+            node: site_name(&opened, mac),
+            kind: "revoked".into(),
+            image: None,
+            detail: Some(format!("attestation revoked by the operator (node {node})")),
+        };
+        opened
+            .store
+            .record_events(&[event])
+            .with_context(|| format!("recording the revocation of {node} in its timeline"))?;
+    }
+    if at.json {
+        return outln!(
+            "{}",
+            serde_json::json!({ "node": node.as_str(), "state": "revoked" })
+        );
+    }
+    outln!("{node}: revoked; its nonces, quotes and enrollments are refused from now on")
+}
+
 fn approve(key: &str, image: Option<String>, at: &Where) -> anyhow::Result<()> {
-    let opened = open_as(at, true)?;
+    let mut opened = open_as(at, true)?;
     let mac = resolve(&opened, key)?;
     let listed = opened.site.as_ref().and_then(|s| s.node_by_mac(&mac));
     if listed.is_none() && image.is_none() {
@@ -295,6 +422,13 @@ fn approve(key: &str, image: Option<String>, at: &Where) -> anyhow::Result<()> {
         .store
         .approve(&approval, &event)
         .with_context(|| format!("approving node {mac}"))?;
+    // The same word admits a node whose EK has no trusted certificate.
+    if let Ok(node) = attest_id(&opened, key)
+        && let Some(store) = opened.attest.take()
+        && attest::approve(store, &node)?
+    {
+        tracing::info!(%node, "pending attestation approved");
+    }
     if at.json {
         return outln!("{}", serde_json::to_string_pretty(&approval)?);
     }

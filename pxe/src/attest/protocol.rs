@@ -15,8 +15,13 @@
 //! [`Verdict::Refused`] with a stable `code` and a sentence naming the
 //! check that failed. Status codes: 200 for answers, 403 for refusals
 //! ([`Response::is_refusal`]), 400 for a body that does not decode
-//! ([`ProtocolError::response`], code `malformed`), 500 when the server's
-//! store fails (the agent retries).
+//! ([`ProtocolError::response`], code `malformed`), 413 for a body over
+//! [`MAX_BODY`], 405 for another method, 500 (code `server-error`) when
+//! the server's store fails (the agent retries). Error bodies are
+//! refusal verdicts too. A POST body is sent with
+//! `content-type: application/json`; the node id is its boot MAC
+//! (`52:54:00:12:34:56`, how the server files the verdicts in its boot
+//! timeline) or its site host name.
 //!
 //! # Encoding
 //!

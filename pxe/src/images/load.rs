@@ -9,6 +9,7 @@ use ironrack_keys::{SignedManifest, Timestamp, Trust};
 use sha2::{Digest, Sha256};
 
 use super::{Image, ImageStore, RefusedImage, VerifiedArtifact};
+use crate::attest::image::ReleasedImage;
 
 /// Manifests and signatures are small; bound what a hostile file can make
 /// the server read.
@@ -167,6 +168,12 @@ fn load_one(
             manifest_path.display()
         ));
     }
+    let released = ReleasedImage::from_manifest(&manifest, m)
+        .map(Arc::new)
+        .map_err(|e| e.to_string());
+    if let Err(why) = &released {
+        tracing::warn!(dir = %dir.display(), reason = %why, "image served but cannot be attested");
+    }
     let mut order: Vec<_> = m.artifacts.iter().collect();
     order.sort_by_key(|a| a.size);
     let mut artifacts = std::collections::BTreeMap::new();
@@ -197,6 +204,7 @@ fn load_one(
         cmdline,
         artifacts,
         signed_files: signed_files(dir, manifest, signature),
+        released,
     })
 }
 

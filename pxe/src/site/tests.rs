@@ -359,4 +359,62 @@ fn the_documented_example_site_loads() {
         (Some(3), true)
     );
     assert!(site.config.boot.ipxe_deb.is_some());
+    assert_eq!(site.config.attest.ek_roots.len(), 1);
+    assert_eq!(site.config.attest.nonce_seconds, 60);
+}
+
+#[test]
+fn attest_settings_default_and_bad_ones_name_line_and_key() {
+    let site = load(GOOD).unwrap();
+    let config = site.attest_config().unwrap();
+    assert_eq!(
+        config.ek_trust.root_count(),
+        0,
+        "no [attest]: no CA trusted"
+    );
+    assert_eq!((config.nonce_ttl, config.session_ttl), (60, 300));
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("site.toml");
+    let text = format!("{GOOD}\n[attest]\nnonce-seconds = 30\nek-roots = [\"missing.pem\"]\n");
+    let site = Site::from_toml(&path, &text).unwrap();
+    let err = site.attest_config().unwrap_err().to_string();
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("ek-roots"))
+        .unwrap()
+        + 1;
+    assert!(
+        err.starts_with(&format!("{}:{line}:", path.display())),
+        "{err}"
+    );
+    assert!(err.contains("attest.ek-roots"), "{err}");
+    assert!(
+        err.contains(&dir.path().join("missing.pem").display().to_string()),
+        "{err}"
+    );
+
+    std::fs::write(dir.path().join("junk.pem"), "not a certificate\n").unwrap();
+    let text = text.replace("missing.pem", "junk.pem");
+    let err = Site::from_toml(&path, &text)
+        .unwrap()
+        .attest_config()
+        .unwrap_err();
+    assert!(err.to_string().contains("junk.pem"), "{err}");
+
+    let err = load(&format!("{GOOD}\n[attest]\nagent-pcr = 14\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("attest.agent-pcr") && err.contains("PCR 15"),
+        "{err}"
+    );
+    let err = load(&format!("{GOOD}\n[attest]\nnonce-seconds = 0\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("attest.nonce-seconds"), "{err}");
+    let err = load(&format!("{GOOD}\n[attest]\nek-root = []\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("ek-root"), "{err}");
 }

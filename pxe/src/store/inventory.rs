@@ -19,7 +19,8 @@ pub struct NodeEvent {
     pub node: Option<String>,
     /// What happened: `dhcp-offer`, `dhcp-ack`, `tftp-start`, `tftp-probe`,
     /// `tftp-end`, `script`, `kernel`, `initrd`, `uki`, `rootfs`, `refused`,
-    /// `pending`, `approved`, and from the agent side `agent`, `attested`, `running`, `failed`.
+    /// `pending`, `approved`, `revoked`, and from the agent side `agent`,
+    /// `enrolled`, `attested` (verdicts of the attestation service), `running`, `failed`.
     pub kind: String,
     /// `name@version` of the image concerned, if any.
     pub image: Option<String>,
@@ -94,6 +95,8 @@ pub fn node_state_after(kind: &str) -> Option<&'static str> {
         "refused" => "refused",
         "tftp-failed" | "failed" => "failed",
         "agent" => "agent",
+        "enrolled" => "enrolled",
+        "revoked" => "revoked",
         "attested" => "attested",
         "running" => "running",
         _ => return None,

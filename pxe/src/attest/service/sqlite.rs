@@ -87,6 +87,55 @@ impl SqliteAttestStore {
         Self::prepare(path, conn)
     }
 
+    /// Opens an existing database read-only (`ironrack nodes`), without
+    /// touching its schema; `None` when no server has created the
+    /// attestation tables in it yet.
+    pub fn open_read_only(path: &Path) -> Result<Option<Self>, AttestStoreError> {
+        let open_err = |source| AttestStoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(open_err)?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(open_err)?;
+        let version: Option<i64> = conn
+            .query_row(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'attest_schema'",
+                [],
+                |_| Ok(()),
+            )
+            .optional()
+            .map_err(open_err)?
+            .map(|()| {
+                conn.query_row(
+                    "SELECT COALESCE(MAX(version), 0) FROM attest_schema",
+                    [],
+                    |r| r.get(0),
+                )
+            })
+            .transpose()
+            .map_err(open_err)?;
+        let Some(version) = version else {
+            return Ok(None);
+        };
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(AttestStoreError::SchemaTooNew {
+                path: path.to_owned(),
+                found: version,
+                known,
+            });
+        }
+        Ok(Some(SqliteAttestStore {
+            path: path.to_owned(),
+            conn: Mutex::new(conn),
+        }))
+    }
+
     fn prepare(path: &Path, mut conn: Connection) -> Result<Self, AttestStoreError> {
         let open_err = |source| AttestStoreError::Open {
             path: path.to_owned(),

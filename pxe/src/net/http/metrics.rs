@@ -19,6 +19,14 @@ pub enum Route {
     Api,
     /// `/metrics`.
     Metrics,
+    /// `POST /attest/enroll`.
+    AttestEnroll,
+    /// `POST /attest/activate`.
+    AttestActivate,
+    /// `GET /attest/nonce`.
+    AttestNonce,
+    /// `POST /attest/quote`.
+    AttestQuote,
     /// Anything else.
     Other,
 }
@@ -31,6 +39,10 @@ impl Route {
             Route::Ipxe => "ipxe",
             Route::Api => "api",
             Route::Metrics => "metrics",
+            Route::AttestEnroll => "attest-enroll",
+            Route::AttestActivate => "attest-activate",
+            Route::AttestNonce => "attest-nonce",
+            Route::AttestQuote => "attest-quote",
             Route::Other => "other",
         }
     }

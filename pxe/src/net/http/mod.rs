@@ -14,6 +14,7 @@
 //! | `GET/HEAD /ipxe/<file>` | an iPXE binary from the `ipxe` package |
 //! | `GET /api/nodes`, `/api/nodes/<mac-or-name>`, `/api/nodes/<..>/events`, `/api/images` | JSON |
 //! | `GET /metrics` | Prometheus text format |
+//! | `POST /attest/enroll`, `/attest/activate`, `/attest/quote`; `GET /attest/nonce?node=ID` | the attestation service (`attest.rs`), JSON |
 //!
 //! State that a reload changes (site, images, iPXE binaries) is one
 //! `Arc<HttpState>` swapped under a lock ([`HttpHandle::replace_state`]);
@@ -21,6 +22,7 @@
 //! what it started with.
 
 mod api;
+mod attest;
 pub mod body;
 mod config;
 pub mod metrics;
@@ -43,6 +45,7 @@ use tokio::task::JoinSet;
 pub use config::HttpConfig;
 pub use metrics::Metrics;
 
+use crate::attest::service::AttestService;
 use crate::images::{ImageStore, IpxeBinaries};
 use crate::inventory::Inventory;
 use crate::site::Site;
@@ -81,11 +84,20 @@ pub(crate) struct Shared {
     inventory: Arc<Inventory>,
     metrics: Arc<Metrics>,
     config: HttpConfig,
+    /// The attestation service behind `/attest/*` (404 until set).
+    attest: RwLock<Option<Arc<AttestService>>>,
 }
 
 impl Shared {
     fn current(&self) -> Arc<HttpState> {
         Arc::clone(&self.state.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn attest(&self) -> Option<Arc<AttestService>> {
+        self.attest
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -121,6 +133,17 @@ impl HttpHandle {
     pub fn replace_state(&self, state: HttpState) {
         *self.shared.state.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(state);
         tracing::info!("http state replaced");
+    }
+
+    /// Answers `/attest/*` with `service` from the next request on (at
+    /// start, and on reload when `[attest]` changed: the service keeps its
+    /// state in its store, so a new one takes over where the old stopped).
+    pub fn set_attest(&self, service: Arc<AttestService>) {
+        *self
+            .shared
+            .attest
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(service);
     }
 
     /// The server's counters.
@@ -161,6 +184,7 @@ impl HttpServer {
                 inventory,
                 metrics: Arc::new(Metrics::default()),
                 config,
+                attest: RwLock::new(None),
             }),
         })
     }

@@ -13,7 +13,7 @@ use super::body::{ArtifactBody, HttpBody};
 use super::metrics::Route;
 use super::range::{self, ByteRange};
 use super::script::{self, INITRD, KERNEL, UKI};
-use super::{HttpState, Shared, api};
+use super::{HttpState, Shared, api, attest};
 use crate::images::{Image, VerifiedArtifact};
 use crate::site::{MacAddr, UnknownNodePolicy};
 
@@ -26,17 +26,21 @@ pub(super) async fn handle(
     req: Request<Incoming>,
 ) -> Result<Reply, Infallible> {
     let path = req.uri().path().to_owned();
-    let route = route_of(&path);
-    let reply = if req.method() != Method::GET && req.method() != Method::HEAD {
+    let method = req.method().clone();
+    let (route, reply) = if let Some(route) = attest::route_of(&path) {
+        // The only routes with a request body (and POST): they take it.
+        (route, attest::reply(&shared, peer, route, req).await)
+    } else if method != Method::GET && method != Method::HEAD {
         let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
         r.headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        r
+        (route_of(&path), r)
     } else {
-        dispatch(&shared, peer, &req, route, &path).await
+        let route = route_of(&path);
+        (route, dispatch(&shared, peer, &req, route, &path).await)
     };
     shared.metrics.response(route, reply.status().as_u16());
-    tracing::debug!(%peer, method = %req.method(), path = %path, status = reply.status().as_u16(), "http request");
+    tracing::debug!(%peer, %method, path = %path, status = reply.status().as_u16(), "http request");
     Ok(reply)
 }
 

@@ -184,6 +184,7 @@ mod tests {
             cmdline: "console=ttyS0 quiet".into(),
             artifacts,
             signed_files: Default::default(),
+            released: Err("not an attested image".into()),
         }
     }
 
