@@ -341,6 +341,10 @@ fn check_signed(first: &Path, second: &Path) {
             "image:node",
             "--scope",
             "channel:stable",
+            // The same key signs the mirror's snapshots (verify --rebuild
+            // reads them through this trust file).
+            "--scope",
+            "mirror:site",
             "--expires",
             "30d",
             "--root",
@@ -367,6 +371,56 @@ fn check_signed(first: &Path, second: &Path) {
             report.stdout
         );
     }
+    // An auditor builds it again from the spec and lock: every artifact
+    // identical; a spec that is not the one built from is refused.
+    let rebuilt = ironrack(
+        first,
+        &[
+            "verify",
+            "out/node/1",
+            "--trust",
+            "trust.json",
+            "--pin",
+            "keys/other.pub",
+            "--rebuild",
+            "images/node.toml",
+        ],
+    )
+    .ok();
+    for file in ["rootfs.squashfs", "rootfs.tar", "rootfs.manifest"] {
+        assert!(
+            rebuilt
+                .stdout
+                .contains(&format!("ok      rebuild {file}: identical")),
+            "{file}: {}",
+            rebuilt.stdout
+        );
+    }
+    let spec = first.join("images/node.toml");
+    let original = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(&spec, format!("{original}\n# edited\n")).unwrap();
+    let refused = ironrack(
+        first,
+        &[
+            "verify",
+            "out/node/1",
+            "--trust",
+            "trust.json",
+            "--pin",
+            "keys/other.pub",
+            "--rebuild",
+            "images/node.toml",
+        ],
+    );
+    assert_ne!(refused.code, Some(0));
+    assert!(
+        refused
+            .stderr
+            .contains("is not the spec this image was built from"),
+        "{}",
+        refused.stderr
+    );
+    std::fs::write(&spec, original).unwrap();
     let out = Command::new("minisign")
         .arg("-Vm")
         .arg(first.join("out/node/1/manifest.json"))

@@ -274,6 +274,17 @@ fn the_gpu_node_image_builds_identically_verifies_and_its_nvidia_ko_links() {
         .output()
         .unwrap();
     assert!(minisign.status.success(), "{minisign:?}");
+    // A rebuild needs the agent the image was built with: this test's
+    // unstripped ironrack is not it, and is refused before any work.
+    let mut rebuild = verify.clone();
+    rebuild.extend(["--rebuild", "images/gpu-node.toml"]);
+    let refused = ironrack(&site, &rebuild);
+    assert_ne!(refused.code, Some(0));
+    assert!(
+        refused.stderr.contains("is not the one baked into the image"),
+        "{}",
+        refused.stderr
+    );
     let tampered = site.join("tampered");
     let _ = std::fs::remove_dir_all(&tampered);
     assert!(

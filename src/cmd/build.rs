@@ -119,6 +119,23 @@ pub struct BuildArgs {
 
 /// Runs `ironrack build`.
 pub fn run(args: BuildArgs) -> anyhow::Result<()> {
+    let progress = if std::io::stderr().is_terminal() && !args.json {
+        Progress::new(MultiProgress::with_draw_target(ProgressDrawTarget::stderr()))
+    } else {
+        Progress::hidden()
+    };
+    let report = build_image(&args, &progress)?;
+    if args.json {
+        let json = serde_json::to_string_pretty(&report).context("writing the report")?;
+        outln!("{json}")
+    } else {
+        outln!("{}", pipeline::summary_table(&report).trim_end())
+    }
+}
+
+/// Plans and builds the image `args` name (what `ironrack build` and
+/// `ironrack verify --rebuild` run).
+pub fn build_image(args: &BuildArgs, progress: &Progress) -> anyhow::Result<pipeline::BuildReport> {
     let spec_bytes =
         std::fs::read(&args.spec).with_context(|| format!("reading {}", args.spec.display()))?;
     let spec = ImageSpec::parse_bytes(&spec_bytes, &args.spec)?;
@@ -204,17 +221,6 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
             }
         },
     };
-    let progress = if std::io::stderr().is_terminal() && !args.json {
-        Progress::new(MultiProgress::with_draw_target(ProgressDrawTarget::stderr()))
-    } else {
-        Progress::hidden()
-    };
-    let report = pipeline::build(&plan, source.packages(), &options, &progress)
-        .with_context(|| format!("building {} version {}", plan.name, plan.version))?;
-    if args.json {
-        let json = serde_json::to_string_pretty(&report).context("writing the report")?;
-        outln!("{json}")
-    } else {
-        outln!("{}", pipeline::summary_table(&report).trim_end())
-    }
+    pipeline::build(&plan, source.packages(), &options, progress)
+        .with_context(|| format!("building {} version {}", plan.name, plan.version))
 }
