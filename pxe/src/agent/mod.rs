@@ -25,6 +25,7 @@
 
 pub mod cmdline;
 pub mod fetch;
+pub mod http;
 pub mod init;
 pub mod modules;
 mod node;
