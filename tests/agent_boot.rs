@@ -219,7 +219,9 @@ fn the_agent_boots_as_pid1_and_powers_off() {
     );
     assert!(has(&starting), "{starting:?} in the serial log:\n{log}");
     assert!(
-        has("ironrack agent: mounted /proc, /sys, /sys/kernel/security, /dev (devtmpfs), /run (tmpfs)"),
+        has(
+            "ironrack agent: mounted /proc, /sys, /sys/kernel/security, /dev (devtmpfs), /run (tmpfs)"
+        ),
         "{log}"
     );
     assert!(
@@ -261,7 +263,9 @@ fn the_agent_boots_as_pid1_and_powers_off() {
     // Stage 2 refuses an image named without its version before it
     // touches the network (tests/agent_net_boot.rs boots the full path).
     assert!(
-        has("ironrack agent: ERROR image: ironrack.image=\"gpu-node\" is not NAME@VERSION; powering off"),
+        has(
+            "ironrack agent: ERROR image: ironrack.image=\"gpu-node\" is not NAME@VERSION; powering off"
+        ),
         "{log}"
     );
     for bad in ["Kernel panic", "Attempted to kill init"] {

@@ -158,10 +158,7 @@ fn a_good_manifest_verifies_and_others_are_refused() {
     )
     .unwrap_err();
     let text = super::super::init::chain(&err);
-    assert!(
-        text.contains("may not sign image \"gpu-node\""),
-        "{text}"
-    );
+    assert!(text.contains("may not sign image \"gpu-node\""), "{text}");
 }
 
 /// Serves `files` (path → body) to `count` connections on loopback.
