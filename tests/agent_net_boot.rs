@@ -9,8 +9,9 @@
 //! lease from ironrack serve's DHCP, fetches and verifies the signed
 //! manifest of a real image (a squashfs made by mksquashfs whose init
 //! prints a marker), streams and hashes the rootfs, extends PCR 15, and
-//! stops at enrollment because this server has no attestation routes yet:
-//! a clear refusal, power off, and the image's init never runs.
+//! stops at enrollment because this server has no attestation routes yet
+//! (it answers POST with 405): a clear refusal, power off, and the
+//! image's init never runs.
 //!
 //! Needs root (namespaces), qemu-system-x86, swtpm, squashfs-tools,
 //! busybox-static, cpio, binutils (scripts/deps.sh). One boot.
@@ -250,7 +251,7 @@ fn the_agent_fetches_verifies_measures_and_refuses_an_unattesting_server() {
     }
     let refusal = find("ironrack agent: attestation FAILED: ").unwrap_or_else(|| panic!("{log}"));
     assert!(
-        refusal.contains("server refused (server-does-not-attest): server does not attest: POST http://198.18.0.1:8080/attest/enroll answered 404"),
+        refusal.contains("server refused (server-does-not-attest): server does not attest: POST http://198.18.0.1:8080/attest/enroll answered 405"),
         "{refusal}"
     );
     let last = find("ironrack agent: ERROR attestation").unwrap_or_else(|| panic!("{log}"));
@@ -261,6 +262,20 @@ fn the_agent_fetches_verifies_measures_and_refuses_an_unattesting_server() {
         assert!(!log.contains(bad), "{bad:?} in the serial log:\n{log}");
     }
     assert!(log.contains("reboot: Power down"), "powered off:\n{log}");
-    // The server saw the node fetch the rootfs.
-    lab.wait_log("rootfs.squashfs");
+    // The server's own count: the manifest, its signature and the rootfs
+    // served once each (no retry was needed), the enrollment refused.
+    let out = lab.in_ns(&[
+        "curl",
+        "-sS",
+        "--max-time",
+        "10",
+        &format!("{BASE_URL}/metrics"),
+    ]);
+    let metrics = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "ironrack_http_requests_total{route=\"artifact\",status=\"200\"} 3",
+        "ironrack_http_requests_total{route=\"other\",status=\"405\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == want), "{want} in:\n{metrics}");
+    }
 }

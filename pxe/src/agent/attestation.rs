@@ -60,7 +60,7 @@ pub enum AttestError {
         source: std::io::Error,
     },
     /// A step failed.
-    #[error("attestation")]
+    #[error(transparent)]
     Agent(#[from] AgentError),
     /// The node is still waiting for approval after every attempt.
     #[error("node still pending after every attempt: {reason}")]
@@ -287,7 +287,7 @@ mod tests {
         assert!(result.is_err());
         assert_eq!(script.calls, ["measure", "enroll"]);
         assert!(
-            text.contains("attestation FAILED: attestation: enrollment: server refused (server-does-not-attest): server does not attest"),
+            text.contains("attestation FAILED: enrollment: server refused (server-does-not-attest): server does not attest"),
             "{text}"
         );
     }

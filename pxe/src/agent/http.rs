@@ -9,8 +9,8 @@
 //! carry their own proofs (TPM signatures over server nonces).
 //!
 //! [`HttpClient`] implements [`AttestClient`] on the routes of
-//! [`crate::attest::protocol`]. A 404 there means the server has no
-//! attestation service: the client answers that as a refusal
+//! [`crate::attest::protocol`]. A 404 there (or a 405: a server that
+//! serves only GET) means the server has no attestation service: the client answers that as a refusal
 //! ([`NOT_ATTESTING`]), so the agent stops instead of booting unattested.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -722,20 +722,23 @@ pub fn attest_answer(
     match (status, decoded) {
         (200, Ok(r)) if !r.is_refusal() => Ok(r),
         (400 | 403 | 413, Ok(r)) if r.is_refusal() => Ok(r),
-        // A server without the attestation routes: refuse to boot, never
-        // skip attestation silently.
-        (404, decoded) => Ok(decoded
-            .ok()
-            .filter(Response::is_refusal)
-            .unwrap_or_else(|| {
-                Response::Verdict(Verdict::Refused {
-                    code: NOT_ATTESTING.into(),
-                    reason: format!(
-                        "server does not attest: {method} {url} answered 404; \
+        // A server without the attestation routes (404, or 405 from a
+        // server that serves only GET): refuse to boot, never skip
+        // attestation silently.
+        (404 | 405, decoded) => {
+            Ok(decoded
+                .ok()
+                .filter(Response::is_refusal)
+                .unwrap_or_else(|| {
+                    Response::Verdict(Verdict::Refused {
+                        code: NOT_ATTESTING.into(),
+                        reason: format!(
+                            "server does not attest: {method} {url} answered {status}; \
                      this node boots only after attestation"
-                    ),
-                })
-            })),
+                        ),
+                    })
+                }))
+        }
         (status, _) => Err(HttpError::Status {
             method,
             url: url.to_owned(),

@@ -202,6 +202,7 @@ fn attest_client_over_a_fake_server() {
         answer("200 OK", &protocol::encode(&nonce)),
         answer("403 Forbidden", &protocol::encode(&refusal)),
         answer("404 Not Found", b"not found\n"),
+        answer("405 Method Not Allowed", b"only GET and HEAD\n"),
         answer("500 Internal Server Error", b"store down"),
         answer("200 OK", b"{\"type\":\"nonce\",\"surprise\":1}"),
     ];
@@ -223,6 +224,13 @@ fn attest_client_over_a_fake_server() {
             );
         }
         other => panic!("404 must refuse, got {other:?}"),
+    }
+    match client.call(&enroll).unwrap() {
+        Response::Verdict(Verdict::Refused { code, reason }) => {
+            assert_eq!(code, NOT_ATTESTING);
+            assert!(reason.contains("answered 405"), "{reason}");
+        }
+        other => panic!("405 must refuse, got {other:?}"),
     }
     let err = client.call(&nonce_request()).unwrap_err();
     assert!(err.to_string().contains("HTTP 500: store down"), "{err}");
