@@ -38,7 +38,10 @@ packages=(
   # kernel are fetched with apt-get download, not installed.)
   cpio initramfs-tools-core zstd gzip kmod gcc libc6-dev sbsigntool openssl
   # tests/agent_boot.rs: GNU cpio lists the agent's initramfs, binutils'
-  # strip drops the dev build's debug info, qemu boots it (all listed above)
+  # strip drops the dev build's debug info, qemu boots it (all listed above);
+  # tests/agent_net_boot.rs adds swtpm as the guest's TPM and mksquashfs
+  # (squashfs-tools, below) for its image; pxe's agent switch_root test
+  # loop-mounts a mksquashfs image and chroots into its busybox
   # builder tests/boot/nvidia_real.rs: the NVIDIA 535 open modules are built
   # with the host's gcc 12 + make + binutils (strip) against the cloud
   # kernel's headers; linux-kbuild's objtool/modpost need libelf1; patch

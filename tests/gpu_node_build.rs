@@ -281,7 +281,9 @@ fn the_gpu_node_image_builds_identically_verifies_and_its_nvidia_ko_links() {
     let refused = ironrack(&site, &rebuild);
     assert_ne!(refused.code, Some(0));
     assert!(
-        refused.stderr.contains("is not the one baked into the image"),
+        refused
+            .stderr
+            .contains("is not the one baked into the image"),
         "{}",
         refused.stderr
     );
@@ -463,7 +465,8 @@ fn unpinned_firmware_is_refused_before_the_build(site: &Path) {
 }
 
 /// The agent's console lines: started with the image's kernel, its
-/// modules loaded, powered off by itself.
+/// modules loaded, stage 2 refusing to go on without a server or image
+/// on the command line (these boots pass none), powered off by itself.
 fn assert_agent_ran(log: &str) {
     let starting = format!(
         "ironrack agent {}: starting (kernel {RELEASE})",
@@ -471,7 +474,8 @@ fn assert_agent_ran(log: &str) {
     );
     assert!(log.contains(&starting), "{starting:?} in:\n{log}");
     assert!(log.contains("virtio_net"), "{log}");
-    assert!(log.contains(ironrack_pxe::agent::init::NOT_YET), "{log}");
+    assert!(log.contains("ironrack agent: ERROR no "), "{log}");
+    assert!(log.contains("; powering off"), "{log}");
     assert!(log.contains("reboot: Power down"), "{log}");
     for bad in ["Kernel panic", "Attempted to kill init", "FAILED"] {
         assert!(!log.contains(bad), "{bad:?} in:\n{log}");

@@ -1,6 +1,7 @@
 //! The agent's parameters on the kernel command line (`/proc/cmdline`):
-//! `ironrack.server=URL` (wins over the server in agent.json) and
-//! `ironrack.image=NAME`.
+//! `ironrack.server=URL` (wins over the server in agent.json),
+//! `ironrack.image=NAME@VERSION` (as the server's iPXE script writes it)
+//! and `BOOTIF=01-aa-bb-cc-dd-ee-ff` (the boot NIC, when iPXE passes it).
 //!
 //! Words are split as the kernel's `next_arg` splits them: on blanks
 //! outside double quotes, with the quotes around a value dropped
@@ -15,12 +16,36 @@ pub struct KernelCmdline {
     pub server: Option<String>,
     /// `ironrack.image=`.
     pub image: Option<String>,
+    /// `BOOTIF=`: the boot NIC's MAC (PXELINUX's form, which iPXE's
+    /// `${netX/mac:hexhyp}` gives with a `01-` prefix).
+    pub bootif: Option<String>,
 }
 
 /// The parameter naming the server.
 pub const SERVER_PARAM: &str = "ironrack.server";
 /// The parameter naming the image.
 pub const IMAGE_PARAM: &str = "ironrack.image";
+/// The parameter naming the boot NIC.
+pub const BOOTIF_PARAM: &str = "BOOTIF";
+
+/// The MAC of a `BOOTIF=` value: `01-aa-bb-cc-dd-ee-ff` (ARP type 1,
+/// Ethernet) or the bare six hex pairs, `-` or `:` separated.
+pub fn bootif_mac(value: &str) -> Option<[u8; 6]> {
+    let parts: Vec<&str> = value.split(['-', ':']).collect();
+    let pairs = match parts.as_slice() {
+        [kind, rest @ ..] if rest.len() == 6 && *kind == "01" => rest,
+        all if all.len() == 6 => all,
+        _ => return None,
+    };
+    let mut mac = [0u8; 6];
+    for (byte, pair) in mac.iter_mut().zip(pairs) {
+        if pair.len() != 2 {
+            return None;
+        }
+        *byte = u8::from_str_radix(pair, 16).ok()?;
+    }
+    Some(mac)
+}
 
 impl KernelCmdline {
     /// Parses the text of `/proc/cmdline`.
@@ -34,6 +59,7 @@ impl KernelCmdline {
             match key.as_str() {
                 SERVER_PARAM => cmdline.server = value,
                 IMAGE_PARAM => cmdline.image = value,
+                BOOTIF_PARAM => cmdline.bootif = value,
                 _ => {}
             }
         }
@@ -94,8 +120,27 @@ mod tests {
             KernelCmdline {
                 server: Some("http://198.18.0.1:8080".into()),
                 image: Some("gpu-node".into()),
+                bootif: None,
             }
         );
+    }
+
+    #[test]
+    fn bootif_as_ipxe_writes_it() {
+        let parsed = KernelCmdline::parse("BOOTIF=01-52-54-00-12-00-31 console=ttyS0");
+        assert_eq!(parsed.bootif.as_deref(), Some("01-52-54-00-12-00-31"));
+        let mac = [0x52, 0x54, 0x00, 0x12, 0x00, 0x31];
+        assert_eq!(bootif_mac("01-52-54-00-12-00-31"), Some(mac));
+        assert_eq!(bootif_mac("52:54:00:12:00:31"), Some(mac));
+        for bad in [
+            "06-52-54-00-12-00-31",
+            "52-54-00-12-00",
+            "01-52-54-00-12-00-3g",
+            "01-5-254-00-12-00-31",
+            "",
+        ] {
+            assert_eq!(bootif_mac(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -1,16 +1,17 @@
 //! Stage 1 of `ironrack agent` as PID 1 in the initramfs: the mounts, the
 //! configuration baked in by the builder, the kernel command line, the
-//! kernel modules, then (issue 7) the network boot. Every stage prints one
-//! line on the console, so a serial log tells what the node did.
+//! kernel modules, then stage 2 ([`super::boot`]: network, fetch, verify,
+//! measure, attest, new root) and the switch to the image. Every stage
+//! prints one line on the console, so a serial log tells what the node did.
 //!
 //! PID 1 must never exit (the kernel panics with "Attempted to kill
 //! init"): every error, and a panic, is printed, then the node syncs and
-//! powers off. The network stages (DHCP, fetch, verify, attest,
-//! switch_root) are not built yet; stage 1 says so plainly and powers off.
+//! powers off.
 //!
 //! [`run_stage1`] is everything after the mounts, over a root directory
 //! and a module loader given by the caller, so it runs in tests too;
-//! [`run_as_pid1`] adds the mounts, the console and the power-off.
+//! [`run_as_pid1`] adds the mounts, the console, stage 2, the switch and
+//! the power-off.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -18,8 +19,10 @@ use std::path::{Path, PathBuf};
 use ironrack_builder::boot::initramfs::{AGENT_CONFIG_PATH, AgentConfig};
 use nix::errno::Errno;
 
+use super::boot::{IMAGE_INIT, ReadyRoot, Stage2Options, run_stage2};
 use super::cmdline::KernelCmdline;
 use super::modules::{LoadOutcome, ModuleIndex, finit_module, load_all};
+use super::switch_root::switch_root;
 
 /// Errors of stage 1, naming the file at fault.
 #[derive(Debug, thiserror::Error)]
@@ -228,14 +231,12 @@ fn describe(outcome: LoadOutcome) -> String {
     }
 }
 
-/// The line stage 1 ends with while the network stages do not exist.
-pub const NOT_YET: &str = "network boot is not built into this agent yet \
-(DHCP, fetch, verify, attest and switch_root are issue 7); powering off";
-
-/// Filesystems PID 1 mounts: (source, target, type).
-const MOUNTS: [(&str, &str, &str); 4] = [
+/// Filesystems PID 1 mounts: (source, target, type). securityfs shows
+/// the firmware's TPM event log.
+const MOUNTS: [(&str, &str, &str); 5] = [
     ("proc", "/proc", "proc"),
     ("sysfs", "/sys", "sysfs"),
+    ("securityfs", "/sys/kernel/security", "securityfs"),
     ("devtmpfs", "/dev", "devtmpfs"),
     ("tmpfs", "/run", "tmpfs"),
 ];
@@ -275,20 +276,40 @@ pub fn run_as_pid1(version: &str) -> ! {
         "ironrack agent {version}: starting (kernel {release})"
     ));
     if failures.is_empty() {
-        console.line("mounted /proc, /sys, /dev (devtmpfs), /run (tmpfs)");
+        console.line("mounted /proc, /sys, /sys/kernel/security, /dev (devtmpfs), /run (tmpfs)");
     }
     for failure in &failures {
         console.line(format_args!("ERROR {failure}"));
     }
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        run_stage1(Path::new("/"), &release, &mut console, finit_module)
+        boot(&release, &mut console)
     }));
     match result {
-        Ok(Ok(_)) => console.line(NOT_YET),
-        Ok(Err(err)) => console.line(format_args!("ERROR {}; powering off", chain(&err))),
+        Ok(Ok(ready)) => {
+            console.line(format_args!(
+                "switching root to {}@{} (verified, measured, attested): exec {IMAGE_INIT}",
+                ready.image.image.name, ready.image.image.version
+            ));
+            let err = switch_root(&ready.newroot, IMAGE_INIT);
+            console.line(format_args!("ERROR {}; powering off", chain(&err)));
+        }
+        Ok(Err(err)) => console.line(format_args!("ERROR {err}; powering off")),
         Err(_) => console.line("ERROR the agent panicked (see above); powering off"),
     }
     power_off(&mut console)
+}
+
+/// Stage 1 then stage 2; the error as one line with its causes.
+fn boot<W: Write>(release: &str, console: &mut Console<W>) -> Result<ReadyRoot, String> {
+    let stage1 =
+        run_stage1(Path::new("/"), release, console, finit_module).map_err(|e| chain(&e))?;
+    run_stage2(
+        &stage1,
+        console,
+        &Stage2Options::node(),
+        &mut std::thread::sleep,
+    )
+    .map_err(|e| chain(&e))
 }
 
 /// Syncs and powers off; if the kernel refuses, waits forever (PID 1

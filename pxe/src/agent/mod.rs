@@ -3,8 +3,11 @@
 //! - [`init`]: stage 1 as PID 1: mounts, the baked-in configuration
 //!   ([`AgentConfig`](ironrack_builder::boot::initramfs::AgentConfig),
 //!   defined by the builder that writes it), the kernel command line
-//!   ([`cmdline`]), the kernel modules ([`modules`]), then power off until
-//!   the network stages exist;
+//!   ([`cmdline`]), the kernel modules ([`modules`]);
+//! - [`boot`]: stage 2: the boot NIC and DHCP ([`network`]), the image
+//!   over HTTP ([`http`], [`download`]), PCR 15 and attestation
+//!   ([`attestation`]), the new root ([`switch_root`]), each step retried
+//!   with backoff ([`retry`]);
 //! - the parts that do not need to be PID 1: verify the signed manifest
 //!   with the trust root baked into the initramfs, stream the root
 //!   filesystem while hashing it, enroll the TPM, measure into PCR 15 and
@@ -23,11 +26,18 @@
 //! 5. [`NodeAgent::attest`]: nonce → TPM2_Quote over SHA-256 PCRs 0-15 →
 //!    submission with both event logs → the server's verdict.
 
+pub mod attestation;
+pub mod boot;
 pub mod cmdline;
+pub mod download;
 pub mod fetch;
+pub mod http;
 pub mod init;
 pub mod modules;
+pub mod network;
 mod node;
+pub mod retry;
+pub mod switch_root;
 
 pub use fetch::{FetchError, FetchedFile, fetch_verified};
 pub use node::{FIRMWARE_LOG, NodeAgent, read_firmware_log};

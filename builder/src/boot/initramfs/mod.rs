@@ -15,6 +15,7 @@
 //! lib/modules/<release>/<path>.ko, modules.{dep,alias,softdep,builtin}
 //! lib/firmware/<file>           firmware= files of those modules found in the image
 //! etc/ironrack/agent.json, etc/ironrack/trust.json
+//! etc/udhcpc/default.script     udhcpc's event script (see [`udhcpc`])
 //! ```
 //!
 //! `lib` is a directory here (no merged /usr): the initramfs is not a
@@ -23,6 +24,7 @@
 
 pub mod agent;
 pub mod config;
+pub mod udhcpc;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -31,6 +33,7 @@ use serde::Serialize;
 
 pub use agent::{AGENT_PATH, AgentClosure, AgentLibrary};
 pub use config::{AGENT_CONFIG_PATH, AgentConfig, TRUST_PATH};
+pub use udhcpc::{DHCP_LEASE_PATH, UDHCPC_SCRIPT, UDHCPC_SCRIPT_PATH};
 
 use super::cpio::{Archive, Compression, CpioError, EntryKind, compress};
 use super::elf::{ElfError, ElfInfo, ImageRoot, MissingLibrary};
@@ -309,6 +312,10 @@ pub fn assemble(root: &ImageRoot, spec: &InitramfsSpec) -> Result<Initramfs, Ini
         EntryKind::CharDevice { major: 1, minor: 3 },
     )?;
     add_busybox(root, spec, &mut archive)?;
+    if spec.applets.iter().any(|a| a == "udhcpc") {
+        archive.dir("etc/udhcpc", 0o755)?;
+        archive.file(UDHCPC_SCRIPT_PATH, 0o755, UDHCPC_SCRIPT.as_bytes().to_vec())?;
+    }
     let agent_closure = match &spec.init {
         InitProgram::Agent(path) => agent::add_agent(root, path, &mut archive)?,
         InitProgram::Script(text) => {
