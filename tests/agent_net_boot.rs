@@ -9,9 +9,11 @@
 //! lease from ironrack serve's DHCP, fetches and verifies the signed
 //! manifest of a real image (a squashfs made by mksquashfs whose init
 //! prints a marker), streams and hashes the rootfs, extends PCR 15, and
-//! stops at enrollment because this server has no attestation routes yet
-//! (it answers POST with 405): a clear refusal, power off, and the
-//! image's init never runs.
+//! enrolls. Its TPM (a fresh swtpm) has no EK certificate, so the server
+//! keeps it pending for an operator; the test, as the operator, runs
+//! `ironrack nodes revoke` instead: the agent's next attempt is refused
+//! (`node-revoked`), it says so and powers off, and the image's init
+//! never runs. The node's timeline shows pending, revoked, refused.
 //!
 //! Needs root (namespaces), qemu-system-x86, swtpm, squashfs-tools,
 //! busybox-static, cpio, binutils (scripts/deps.sh). One boot.
@@ -119,7 +121,15 @@ fn swtpm(dir: &Path) -> (Reaped, PathBuf) {
     (Reaped(child), sock)
 }
 
-fn boot(lab: &Lab, kernel: &Path, initrd: &Path, tpm_sock: &Path) -> String {
+/// Boots the node and waits for it to power off; `during` sees the
+/// console so far while it runs (the operator's side of the test).
+fn boot(
+    lab: &Lab,
+    kernel: &Path,
+    initrd: &Path,
+    tpm_sock: &Path,
+    during: &mut dyn FnMut(&str),
+) -> String {
     let log = lab.path("console.log");
     let bootif = format!("01-{}", NODE_MAC.replace(':', "-"));
     let append = format!(
@@ -161,18 +171,19 @@ fn boot(lab: &Lab, kernel: &Path, initrd: &Path, tpm_sock: &Path) -> String {
             eprintln!("boot took {:.1} s", started.elapsed().as_secs_f64());
             return text;
         }
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
         assert!(
             started.elapsed() < BOOT_PATIENCE,
-            "qemu still running after {BOOT_PATIENCE:?}:\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
+            "qemu still running after {BOOT_PATIENCE:?}:\n{text}"
         );
+        during(&text);
         std::thread::sleep(Duration::from_millis(200));
     }
 }
 
 #[test]
-fn the_agent_fetches_verifies_measures_and_refuses_an_unattesting_server() {
-    let test = "the_agent_fetches_verifies_measures_and_refuses_an_unattesting_server";
+fn the_agent_fetches_verifies_measures_enrolls_and_obeys_a_revocation() {
+    let test = "the_agent_fetches_verifies_measures_enrolls_and_obeys_a_revocation";
     if !have_tools(test) {
         return;
     }
@@ -188,7 +199,8 @@ fn the_agent_fetches_verifies_measures_and_refuses_an_unattesting_server() {
             &[("rootfs.squashfs", squashfs.as_path())],
         )
         .unwrap();
-    lab.write_site("");
+    let site = lab.write_site("");
+    let site = site.to_str().unwrap().to_owned();
     lab.serve();
 
     let image_root = debs::kernel_libc_root();
@@ -217,7 +229,22 @@ fn the_agent_fetches_verifies_measures_and_refuses_an_unattesting_server() {
     let kernel = image_root.join(format!("boot/vmlinuz-{RELEASE}"));
     let (_swtpm, sock) = swtpm(lab.dir.path());
 
-    let log = boot(&lab, &kernel, &initrd, &sock);
+    let mut revoked = false;
+    let log = boot(&lab, &kernel, &initrd, &sock, &mut |console| {
+        if !revoked
+            && console.contains("ironrack agent: attestation failed (attempt 1/")
+            && console.contains("holds the node pending")
+        {
+            let out = lab.ironrack(&["nodes", "revoke", NODE_MAC, "--site", &site]);
+            assert!(
+                out.status.success(),
+                "nodes revoke: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            revoked = true;
+        }
+    });
+    assert!(revoked, "the node never showed as pending:\n{log}");
     let lines: Vec<&str> = log.lines().map(|l| l.trim_end_matches('\r')).collect();
     let find = |prefix: &str| lines.iter().find(|l| l.starts_with(prefix)).copied();
     let has = |line: &str| lines.contains(&line);
@@ -250,10 +277,7 @@ fn the_agent_fetches_verifies_measures_and_refuses_an_unattesting_server() {
         assert!(has(&want), "{want:?} in the serial log:\n{log}");
     }
     let refusal = find("ironrack agent: attestation FAILED: ").unwrap_or_else(|| panic!("{log}"));
-    assert!(
-        refusal.contains("server refused (server-does-not-attest): server does not attest: POST http://198.18.0.1:8080/attest/enroll answered 405"),
-        "{refusal}"
-    );
+    assert!(refusal.contains("(node-revoked)"), "{refusal}");
     let last = find("ironrack agent: ERROR attestation").unwrap_or_else(|| panic!("{log}"));
     assert!(last.ends_with("; powering off"), "{last}");
     assert!(!log.contains(MARKER), "the unattested image ran:\n{log}");
@@ -263,7 +287,7 @@ fn the_agent_fetches_verifies_measures_and_refuses_an_unattesting_server() {
     }
     assert!(log.contains("reboot: Power down"), "powered off:\n{log}");
     // The server's own count: the manifest, its signature and the rootfs
-    // served once each (no retry was needed), the enrollment refused.
+    // served once each (no retry was needed); the node's timeline.
     let out = lab.in_ns(&[
         "curl",
         "-sS",
@@ -272,10 +296,30 @@ fn the_agent_fetches_verifies_measures_and_refuses_an_unattesting_server() {
         &format!("{BASE_URL}/metrics"),
     ]);
     let metrics = String::from_utf8_lossy(&out.stdout);
-    for want in [
-        "ironrack_http_requests_total{route=\"artifact\",status=\"200\"} 3",
-        "ironrack_http_requests_total{route=\"other\",status=\"405\"} 1",
-    ] {
+    for want in ["ironrack_http_requests_total{route=\"artifact\",status=\"200\"} 3"] {
         assert!(metrics.lines().any(|l| l == want), "{want} in:\n{metrics}");
     }
+    assert!(
+        metrics.lines().any(|l| l
+            .starts_with("ironrack_http_requests_total{route=\"attest-enroll\",status=\"200\"}")),
+        "{metrics}"
+    );
+    let out = lab.ironrack(&["nodes", "show", NODE_MAC, "--site", &site, "--json"]);
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kinds: Vec<&str> = shown["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    let at = |kind: &str| {
+        kinds
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or_else(|| panic!("{kind} in {kinds:?}"))
+    };
+    assert!(
+        at("pending") < at("revoked") && at("revoked") < at("refused"),
+        "{kinds:?}"
+    );
 }

@@ -63,7 +63,7 @@ pub enum AttestError {
     #[error(transparent)]
     Agent(#[from] AgentError),
     /// The node is still waiting for approval after every attempt.
-    #[error("node still pending after every attempt: {reason}")]
+    #[error("the server holds the node pending: {reason}")]
     StillPending {
         /// The server's reason.
         reason: String,
