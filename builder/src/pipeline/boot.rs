@@ -28,7 +28,7 @@ use super::{Artifact, Error, Plan, PlannedPackage, Stages};
 use crate::boot::cpio::DEFAULT_COMPRESSION;
 use crate::boot::elf::ImageRoot;
 use crate::boot::initramfs::{self, AgentConfig, InitProgram, InitramfsSpec, MissingDrivers};
-use crate::boot::kmod::image::{Depmod, check_image_modules, install_modules, run_depmod};
+use crate::boot::kmod::image::{check_image_modules, install_modules, verify_modules_dep};
 use crate::boot::nvidia::{
     self, ChainInputs, Flavour, Isolation, ModuleBuild, build_modules, check_chain,
 };
@@ -224,7 +224,8 @@ pub(super) fn modules(
     };
     let headers = sandbox_root.join(format!("usr/src/linux-headers-{release}"));
     let report = stages.run("module checks", || {
-        run_depmod(&root, release, &Depmod::Image).map_err(boxed("running depmod"))?;
+        depmod_in_sandbox(image, plan.epoch, release, work)?;
+        verify_modules_dep(&root, release).map_err(boxed("reading what depmod wrote"))?;
         let (_, report) = check_image_modules(&root, release, &headers)
             .map_err(boxed("checking the image's modules"))?;
         let errors: Vec<String> = report.errors().map(|p| p.to_string()).collect();
@@ -272,6 +273,25 @@ pub(super) fn modules(
             })
             .collect(),
     })
+}
+
+/// The image's own depmod, run inside the image (the rootfs sandbox: no
+/// network, its own namespaces), for the image's kernel release.
+fn depmod_in_sandbox(image: &Target, epoch: u64, release: &str, work: &Path) -> Result<(), Error> {
+    let log = work.join("logs/depmod.log");
+    let sandbox = crate::rootfs::sandbox::Sandbox::new(image, epoch)?;
+    let outcome = sandbox.run(&["/usr/sbin/depmod", "-a", release], &[], &log)?;
+    if !outcome.status.success() {
+        return Err(Error::Modules {
+            release: release.to_owned(),
+            problems: vec![format!(
+                "the image's depmod failed ({}): {}",
+                outcome.status,
+                outcome.tail(5)
+            )],
+        });
+    }
+    Ok(())
 }
 
 /// The modules built in the sandbox and installed into the image's

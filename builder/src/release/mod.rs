@@ -225,6 +225,12 @@ pub fn write_release(
         created,
         tool_version: &input.payload.build.builder_version,
         packages: input.packages,
+        patches: input
+            .payload
+            .nvidia
+            .as_ref()
+            .map(|n| n.patches.as_slice())
+            .unwrap_or_default(),
     });
     write_json(dir, SBOM_FILE, &doc)?;
 

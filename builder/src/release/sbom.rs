@@ -43,6 +43,8 @@ pub struct SbomInput<'a> {
     pub tool_version: &'a str,
     /// The packages.
     pub packages: &'a [SbomPackage],
+    /// Patches applied to the NVIDIA module source before the build.
+    pub patches: &'a [super::PatchRecord],
 }
 
 /// The SPDX id of the image itself.
@@ -104,6 +106,26 @@ pub fn document(input: &SbomInput<'_>) -> Value {
             "relatedSpdxElement": id,
         }));
     }
+    // A driver patch is not in the image, but what it changed is: each is
+    // a file of the document, applied to the image's modules.
+    let mut files = Vec::new();
+    for (n, patch) in input.patches.iter().enumerate() {
+        let id = format!("SPDXRef-Patch-{}", n + 1);
+        files.push(json!({
+            "SPDXID": id,
+            "fileName": format!("./patches/{}", patch.name),
+            "fileTypes": ["SOURCE"],
+            "checksums": [{"algorithm": "SHA256", "checksumValue": patch.sha256}],
+            "licenseConcluded": "NOASSERTION",
+            "copyrightText": "NOASSERTION",
+            "comment": "Applied to the NVIDIA kernel module source before the modules in this image were built.",
+        }));
+        relationships.push(json!({
+            "spdxElementId": id,
+            "relationshipType": "PATCH_APPLIED",
+            "relatedSpdxElement": IMAGE_SPDXID,
+        }));
+    }
     let extracted: Vec<Value> = extracted
         .into_iter()
         .map(|(id, name)| {
@@ -135,6 +157,9 @@ pub fn document(input: &SbomInput<'_>) -> Value {
     });
     if !extracted.is_empty() {
         doc["hasExtractedLicensingInfos"] = Value::Array(extracted);
+    }
+    if !files.is_empty() {
+        doc["files"] = Value::Array(files);
     }
     doc
 }
@@ -211,6 +236,7 @@ mod tests {
             created: Timestamp::from_unix(0).unwrap(),
             tool_version: "0",
             packages: &packages,
+            patches: &[],
         });
         let ids: Vec<&str> = doc["packages"]
             .as_array()
@@ -228,5 +254,37 @@ mod tests {
             purl(&packages[0], "bookworm"),
             "pkg:deb/debian/g%2B%2B@1%3A2.3%2Bb1?arch=amd64&distro=debian-bookworm"
         );
+        assert!(doc.get("files").is_none());
+    }
+
+    #[test]
+    fn driver_patches_are_files_applied_to_the_image() {
+        let patch = super::super::PatchRecord {
+            name: "pci-resize.patch".into(),
+            sha256: "ab".repeat(32),
+        };
+        let doc = document(&SbomInput {
+            image: "gpu-node",
+            version: 1,
+            suite: "bookworm",
+            lock_sha256: "ab",
+            created: Timestamp::from_unix(0).unwrap(),
+            tool_version: "0",
+            packages: &[pkg("libcuda1")],
+            patches: std::slice::from_ref(&patch),
+        });
+        let files = doc["files"].as_array().unwrap();
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0]["fileName"], "./patches/pci-resize.patch");
+        assert_eq!(files[0]["checksums"][0]["checksumValue"], patch.sha256);
+        let applied: Vec<&Value> = doc["relationships"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["relationshipType"] == "PATCH_APPLIED")
+            .collect();
+        assert_eq!(applied.len(), 1);
+        assert_eq!(applied[0]["spdxElementId"], files[0]["SPDXID"]);
+        assert_eq!(applied[0]["relatedSpdxElement"], IMAGE_SPDXID);
     }
 }

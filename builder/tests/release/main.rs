@@ -20,8 +20,8 @@ use ironrack_builder::release::license::{self, Declared};
 use ironrack_builder::release::provenance::{BuildInputs, Material};
 use ironrack_builder::release::sbom::SbomPackage;
 use ironrack_builder::release::{
-    BuildRecord, ChainCheck, ImagePayload, Measurements, NvidiaRecord, Outcome, ReleaseInput,
-    verify, write_release,
+    BuildRecord, ChainCheck, ImagePayload, Measurements, NvidiaRecord, Outcome, PatchRecord,
+    ReleaseInput, verify, write_release,
 };
 use ironrack_keys::trust::{Delegation, Scope};
 use ironrack_keys::{SecretKey, Timestamp, Trust, TrustFile};
@@ -123,7 +123,10 @@ fn release(w: &World, dir: &Path) {
             version: "535.261.03".into(),
             flavour: "open".into(),
             modules_from: "built".into(),
-            patches: Vec::new(),
+            patches: vec![PatchRecord {
+                name: "nv-pci-resize.patch".into(),
+                sha256: "5a".repeat(32),
+            }],
             checks: vec![ChainCheck {
                 check: "firmware-nvidia-gsp version".into(),
                 expected: "535.261.03".into(),
@@ -204,6 +207,23 @@ fn a_release_verifies_and_is_reproducible() {
     ] {
         assert!(names.contains(&want), "no check {want}: {names:?}");
     }
+    // The driver patch is in the signed manifest and in the SBOM.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(a.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(
+        manifest["payload"]["nvidia"]["patches"][0]["sha256"],
+        "5a".repeat(32)
+    );
+    let sbom: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(a.join("sbom.spdx.json")).unwrap()).unwrap();
+    assert_eq!(
+        sbom["files"][0]["fileName"],
+        "./patches/nv-pci-resize.patch"
+    );
+    assert_eq!(
+        sbom["files"][0]["checksums"][0]["checksumValue"],
+        "5a".repeat(32)
+    );
     // Rollback: a verifier that has seen version 4 refuses version 3.
     let err = verify(&a, &w.trust, Some(4), now()).unwrap_err();
     assert!(err.is_verification_failure(), "{err:?}");
