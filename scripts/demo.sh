@@ -8,8 +8,11 @@
 # independent verifier; then it syncs a local mirror with the closure of
 # images/gpu-node.toml from the host's apt (snapshots signed by a key the
 # trust root scopes to `mirror:site`), locks the spec against it and builds
-# the image (out/demo/out/gpu-node/1). Each later stage (boot artifacts, lab boot) is added
-# here when it lands. Re-running reuses the keys it made.
+# the image (out/demo/out/gpu-node/1): the NVIDIA 535 open modules compiled
+# in a sandbox of the lock's build set, the version chain checked, vmlinuz,
+# initrd.img (this ironrack as the agent) and node.efi written, all signed;
+# then verifies it. The lab boot is added here when it lands. Re-running
+# reuses the keys, the mirror and the build cache.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
