@@ -85,7 +85,9 @@ fn the_demo_spec_reads_and_makes_two_requests() {
             "make",
             "binutils",
             "libc6-dev",
-            "kmod"
+            "kmod",
+            // [initramfs]: the UKI's stub, read from its .deb.
+            "systemd-boot-efi"
         ]
     );
     assert!(
