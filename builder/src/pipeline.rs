@@ -729,6 +729,24 @@ impl Stages {
     }
 }
 
+/// Opens every package of a set (each checked against its locked digest),
+/// one step of `bar` each.
+fn open_all(
+    packages: &[PlannedPackage],
+    source: &dyn PackageSource,
+    bar: &indicatif::ProgressBar,
+) -> Result<Vec<rootfs::PackageFile>, Error> {
+    packages
+        .iter()
+        .map(|p| {
+            bar.set_message(p.name.clone());
+            let file = source.open(p);
+            bar.inc(1);
+            file
+        })
+        .collect()
+}
+
 fn run_stages(
     plan: &Plan,
     key: &str,
@@ -756,17 +774,7 @@ fn run_stages(
     let target = Target::open(&root)?;
 
     let bar = progress.counter("verify", plan.packages.len() as u64);
-    let files = stages.run("verify", || {
-        plan.packages
-            .iter()
-            .map(|p| {
-                bar.set_message(p.name.clone());
-                let file = source.open(p);
-                bar.inc(1);
-                file
-            })
-            .collect::<Result<Vec<_>, Error>>()
-    })?;
+    let files = stages.run("verify", || open_all(&plan.packages, source, &bar))?;
     bar.finish();
 
     let bar = progress.counter("install", files.len() as u64);

@@ -175,15 +175,7 @@ pub(super) fn modules(
     let sandbox = Target::open(&sandbox_root)?;
     let bar = progress.counter("build set", plan.build_packages.len() as u64);
     let files = stages.run("verify build set", || {
-        plan.build_packages
-            .iter()
-            .map(|p| {
-                bar.set_message(p.name.clone());
-                let file = source.open(p);
-                bar.inc(1);
-                file
-            })
-            .collect::<Result<Vec<_>, Error>>()
+        super::open_all(&plan.build_packages, source, &bar)
     })?;
     let logs = work.join("logs/build-set");
     fs::create_dir_all(&logs).map_err(|source| Error::Io {
