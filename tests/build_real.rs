@@ -292,6 +292,8 @@ fn a_real_image_is_reproducible_and_checks_out_with_dpkg() {
     check_signed(&first, &second);
     check_image(&base, &out, &lock);
     check_rebuild_and_refusals(&first);
+    // Kept on failure for a look; gone on success (two sites, ~800 MB).
+    let _ = std::fs::remove_dir_all(&base);
 }
 
 /// Both builds signed the same bytes; `ironrack verify` and minisign accept
