@@ -250,6 +250,7 @@ fn a_node_attests_over_http_with_curl_and_is_revoked_by_the_cli() {
     let attested = Verdict::Attested {
         node: node.clone(),
         image: image.clone(),
+        secret: None,
     };
     assert_eq!(
         agent.attest(&firmware.log, image.clone()).unwrap(),

@@ -155,7 +155,7 @@ pub fn measure_and_attest<A: Attestor, W: Write>(
 fn describe(verdict: &Verdict) -> String {
     match verdict {
         Verdict::Enrolled { node } => format!("enrolled as {node}"),
-        Verdict::Attested { node, image } => {
+        Verdict::Attested { node, image, .. } => {
             format!("{node} attested running {}@{}", image.name, image.version)
         }
         Verdict::Pending { reason, .. } => format!("pending: {reason}"),
@@ -240,6 +240,7 @@ mod tests {
                 name: "gpu-node".into(),
                 version: 7,
             },
+            secret: None,
         };
         let mut script = Script {
             calls: Vec::new(),

@@ -19,7 +19,7 @@ use super::init::{Console, Stage1};
 use super::network::{NetError, NetSetup, mac_text};
 use super::retry::{Backoff, Failure, retry};
 use super::switch_root::{RootLayout, SwitchError, prepare_root};
-use super::{FIRMWARE_LOG, NodeAgent};
+use super::{AgentError, FIRMWARE_LOG, NodeAgent};
 use crate::attest::protocol::{NodeId, Verdict};
 
 /// The init of the image the agent hands over to.
@@ -154,7 +154,21 @@ pub fn run_stage2<W: Write>(
         console,
         sleep,
     )?;
-    console.line(format_args!("attested: {verdict:?}"));
+    console.line(format_args!("attested: {}", describe(&verdict)));
+    if let Verdict::Attested {
+        secret: Some(sealed),
+        ..
+    } = &verdict
+    {
+        let secret = agent.open_secret(sealed).map_err(AttestError::from)?;
+        let path = write_secret(root, &secret).map_err(AttestError::from)?;
+        console.line(format_args!(
+            "node secret: {} bytes released by the server, written to /{}",
+            secret.len(),
+            SECRET_PATH
+        ));
+        tracing::info!(path = %path.display(), "node secret written");
+    }
 
     let layout = RootLayout::under(root);
     prepare_root(&image.rootfs.path, &layout, IMAGE_INIT)?;
@@ -218,6 +232,45 @@ fn fetch<W: Write>(
         hex::encode(image.rootfs.sha256)
     ));
     Ok(image)
+}
+
+/// Where the node's secret is written, in the `/run` the image inherits.
+pub const SECRET_PATH: &str = "run/ironrack/node-secret";
+
+/// Writes the secret 0600 under `root` (temporary file, then rename: the
+/// image never sees half a secret).
+fn write_secret(root: &Path, secret: &[u8]) -> Result<PathBuf, AgentError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = root.join(SECRET_PATH);
+    let tmp = path.with_extension("tmp");
+    let failed = |source| AgentError::WriteSecret {
+        path: path.clone(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(failed)?;
+    }
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(failed)?;
+    file.write_all(secret)
+        .and_then(|()| file.sync_all())
+        .map_err(failed)?;
+    std::fs::rename(&tmp, &path).map_err(failed)?;
+    Ok(path)
+}
+
+fn describe(verdict: &Verdict) -> String {
+    match verdict {
+        Verdict::Attested { node, image, .. } => {
+            format!("{node} runs {}@{}", image.name, image.version)
+        }
+        other => format!("{other:?}"),
+    }
 }
 
 /// The firmware's event log; none (a direct kernel boot, a firmware

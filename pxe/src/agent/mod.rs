@@ -95,6 +95,18 @@ pub enum AgentError {
     /// The rootfs download failed or did not match.
     #[error("rootfs")]
     Fetch(#[from] FetchError),
+    /// The secret the server released did not open.
+    #[error("opening the node's secret")]
+    Secret(#[from] crate::attest::secret::SecretError),
+    /// The secret could not be written where the image expects it.
+    #[error("writing the node's secret to {path}")]
+    WriteSecret {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The firmware event log could not be read.
     #[error("reading the firmware event log {path}")]
     FirmwareLog {

@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use zeroize::Zeroizing;
+
 use super::AgentError;
 use crate::attest::eventlog::agent::{AGENT_PCR, AgentLog, AgentMeasurement};
 use crate::attest::image::ReleasedImage;
@@ -10,6 +12,7 @@ use crate::attest::protocol::{
     ActivateRequest, AttestClient, Bytes, EnrollRequest, ImageRef, NodeId, NonceRequest, PcrValue,
     QuoteSubmission, Request, Response, Verdict,
 };
+use crate::attest::secret::{SealedSecret, open};
 use crate::attest::tpm::constants::alg;
 use crate::attest::tpm::endorsement::{EndorsementKey, endorsement_keys};
 use crate::attest::tpm::{
@@ -103,6 +106,36 @@ impl<T: Transport, C: AttestClient> NodeAgent<T, C> {
         self.tpm
             .load_or_create_ak(self.ak_template, AK_PERSISTENT_HANDLE)
             .map_err(tpm_step("loading the attestation key"))
+    }
+
+    /// Recovers a secret the server sealed to this TPM with an `attested`
+    /// verdict: ActivateCredential with the EK and the AK returns its key.
+    pub fn open_secret(&mut self, sealed: &SealedSecret) -> Result<Zeroizing<Vec<u8>>, AgentError> {
+        let mut eks = endorsement_keys(&mut self.tpm).map_err(tpm_step("reading the EKs"))?;
+        if eks.is_empty() {
+            return Err(AgentError::NoEndorsementKey);
+        }
+        // The same EK as the enrollment's (endorsement_keys' order).
+        let ek = eks.remove(0);
+        for other in &eks {
+            let _ = other.release(&mut self.tpm);
+        }
+        let key = self.ak().and_then(|ak| {
+            let key = self
+                .tpm
+                .activate_credential(
+                    ak.key.handle,
+                    ek.key.handle,
+                    ek.template.auth(),
+                    &sealed.id_object,
+                    &sealed.encrypted_secret,
+                )
+                .map_err(tpm_step("ActivateCredential (secret)"));
+            key.map(|k| (Zeroizing::new(k), ak.key.public.clone()))
+        });
+        let _ = ek.release(&mut self.tpm);
+        let (key, ak_public) = key?;
+        Ok(open(sealed, &key, &ak_public, &self.node)?)
     }
 
     /// Enrolls the TPM: sends EK (with its certificate) and AK, answers the

@@ -38,5 +38,6 @@ pub mod eventlog;
 pub mod image;
 pub mod protocol;
 pub mod quote;
+pub mod secret;
 pub mod service;
 pub mod tpm;

@@ -42,6 +42,7 @@
 
 use std::fmt;
 
+use crate::attest::secret::SealedSecret;
 use base64::Engine as _;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -332,6 +333,10 @@ pub enum Verdict {
         node: NodeId,
         /// The image it runs.
         image: ImageRef,
+        /// The node's secret, sealed to its TPM, when the site keeps one
+        /// for it (`[attest] secrets`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        secret: Option<SealedSecret>,
     },
     /// The node is known but an operator must approve it first.
     Pending {
@@ -457,11 +462,25 @@ mod tests {
                 reason: "awaiting approval".into(),
             }),
             Response::Verdict(Verdict::Attested {
-                node,
+                node: node.clone(),
                 image: ImageRef {
                     name: "gpu-node".into(),
                     version: 3,
                 },
+                secret: None,
+            }),
+            Response::Verdict(Verdict::Attested {
+                node,
+                image: ImageRef {
+                    name: "gpu-node".into(),
+                    version: 4,
+                },
+                secret: Some(SealedSecret {
+                    id_object: Bytes(vec![5; 68]),
+                    encrypted_secret: Bytes(vec![6; 256]),
+                    ciphertext: Bytes(vec![7; 40]),
+                    tag: Bytes(vec![8; 32]),
+                }),
             }),
         ];
         for r in all {

@@ -38,6 +38,13 @@ pub struct AttestSettings {
     /// Seconds an enrollment challenge stays open.
     #[serde(default = "default_session_ttl")]
     pub enrollment_seconds: u64,
+    /// Directory of per-node secrets (join tokens, say), relative to the
+    /// site file: the file named by the node id (its MAC, `52:54:00:...`)
+    /// is released to the node, sealed to its TPM, with every passing
+    /// attestation; the agent writes it to `/run/ironrack/node-secret`.
+    /// Files must be mode 0600 (or stricter).
+    #[serde(default)]
+    pub secrets: Option<Spanned<PathBuf>>,
 }
 
 fn default_agent_pcr() -> Spanned<u32> {
@@ -60,6 +67,7 @@ impl Default for AttestSettings {
             agent_pcr: default_agent_pcr(),
             nonce_seconds: default_nonce_ttl(),
             enrollment_seconds: default_session_ttl(),
+            secrets: None,
         }
     }
 }
@@ -136,6 +144,17 @@ impl Site {
         let mut config = AttestConfig::new(trust);
         config.nonce_ttl = settings.nonce_seconds;
         config.session_ttl = settings.enrollment_seconds;
+        if let Some(dir) = &settings.secrets {
+            let path = self.resolve(dir.get_ref());
+            if !path.is_dir() {
+                return Err(self.error_at(
+                    dir.span(),
+                    "attest.secrets",
+                    format!("{} is not a directory", path.display()),
+                ));
+            }
+            config.secrets = Some(path);
+        }
         Ok(config)
     }
 

@@ -402,6 +402,24 @@ fn attest_settings_default_and_bad_ones_name_line_and_key() {
         .unwrap_err();
     assert!(err.to_string().contains("junk.pem"), "{err}");
 
+    // The secrets directory: relative to the site file, and must exist.
+    let text = format!("{GOOD}\n[attest]\nsecrets = \"node-secrets\"\n");
+    let err = Site::from_toml(&path, &text)
+        .unwrap()
+        .attest_config()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("attest.secrets") && err.contains("node-secrets is not a directory"),
+        "{err}"
+    );
+    std::fs::create_dir(dir.path().join("node-secrets")).unwrap();
+    let config = Site::from_toml(&path, &text)
+        .unwrap()
+        .attest_config()
+        .unwrap();
+    assert_eq!(config.secrets, Some(dir.path().join("node-secrets")));
+
     let err = load(&format!("{GOOD}\n[attest]\nagent-pcr = 14\n"))
         .unwrap_err()
         .to_string();

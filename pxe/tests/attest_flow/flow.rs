@@ -30,7 +30,8 @@ fn enrolled_node_is_attested_on_every_boot() {
         verdict,
         Verdict::Attested {
             node: id.clone(),
-            image: site.image.image_ref()
+            image: site.image.image_ref(),
+            secret: None,
         }
     );
     // The rootfs landed complete under its name.
@@ -63,6 +64,72 @@ fn enrolled_node_is_attested_on_every_boot() {
     let record = site.service.nodes().unwrap().pop().unwrap();
     assert_eq!(record.state, NodeState::Enrolled);
     assert!(record.last_clock.unwrap().reset_count > first.reset_count);
+}
+
+/// The site's secret for the node, sealed to its TPM, opens only there;
+/// an unsafe secret file is never released, and the node may retry.
+#[test]
+fn an_attested_node_gets_its_secret_and_only_it() {
+    use std::os::unix::fs::PermissionsExt as _;
+    if !crate::swtpm::available() {
+        return;
+    }
+    let secrets = tempfile::tempdir().unwrap();
+    let id = node("52:54:00:00:00:05");
+    let file = secrets.path().join(id.as_str());
+    let token = b"join-token 4f1c9a77e2d0\n";
+    std::fs::write(&file, token).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // No CA trusted: the operator approves both machines (one of them
+    // from another vendor, whose CA has the same name as the first's).
+    let site = Site::with_secrets(EkTrust::new(), secrets.path());
+    let (_sw, tpm) = site.booted_tpm();
+    let mut agent = NodeAgent::new(tpm, &site.service, id.clone());
+    agent.enroll().unwrap();
+    site.service.approve(&id).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let verdict = measured_boot(&mut agent, &site, dir.path()).unwrap();
+    let Verdict::Attested {
+        secret: Some(sealed),
+        ..
+    } = &verdict
+    else {
+        panic!("no secret with {verdict:?}");
+    };
+    assert!(!sealed.ciphertext.0.windows(10).any(|w| w == b"join-token"));
+    assert_eq!(&agent.open_secret(sealed).unwrap()[..], token);
+    let timeline = site.service.timeline(&id).unwrap();
+    assert!(
+        timeline
+            .last()
+            .unwrap()
+            .detail
+            .ends_with("; secret released"),
+        "{timeline:?}"
+    );
+
+    // Another machine's TPM cannot open it.
+    let sw2 = crate::swtpm::Swtpm::start_other();
+    let mut tpm2 = sw2.connect();
+    assert!(tpm2.startup().unwrap());
+    site.firmware.boot(&mut tpm2);
+    let stranger_id = node("52:54:00:00:00:06");
+    let mut stranger = NodeAgent::new(tpm2, &site.service, stranger_id.clone());
+    stranger.enroll().unwrap();
+    site.service.approve(&stranger_id).unwrap();
+    let err = stranger.open_secret(sealed).unwrap_err();
+    assert!(err.to_string().contains("ActivateCredential"), "{err}");
+
+    // A file the group may read is refused; nothing is released.
+    let other = secrets.path().join("52:54:00:00:00:06");
+    std::fs::write(&other, token).unwrap();
+    std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let err = measured_boot(&mut stranger, &site, dir.path()).unwrap_err();
+    let text = format!("{err:?}");
+    assert!(
+        text.contains("mode 0640") && text.contains("52:54:00:00:00:06"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -217,20 +217,37 @@ impl Site {
         Self::assemble(firmware, image, ek_trust, store)
     }
 
+    /// A site that keeps per-node secrets in `dir`.
+    pub fn with_secrets(ek_trust: EkTrust, dir: &std::path::Path) -> Site {
+        let mut config = AttestConfig::new(ek_trust);
+        config.secrets = Some(dir.to_owned());
+        let firmware = Firmware::new();
+        let image = SignedImage::new(&firmware, 7);
+        Self::configured(firmware, image, config, Arc::new(MemoryStore::new()))
+    }
+
     pub fn assemble(
         firmware: Firmware,
         image: SignedImage,
         ek_trust: EkTrust,
         store: Arc<dyn AttestStore>,
     ) -> Site {
+        Self::configured(firmware, image, AttestConfig::new(ek_trust), store)
+    }
+
+    fn configured(
+        firmware: Firmware,
+        image: SignedImage,
+        config: AttestConfig,
+        store: Arc<dyn AttestStore>,
+    ) -> Site {
         let images = Arc::new(ImageSet::new());
         images.insert(image.released());
         let skew = Arc::new(AtomicU64::new(0));
         let clock = skew.clone();
-        let service =
-            AttestService::new(store, images, AttestConfig::new(ek_trust)).with_clock(move || {
-                SystemTime::now() + Duration::from_secs(clock.load(Ordering::Relaxed))
-            });
+        let service = AttestService::new(store, images, config).with_clock(move || {
+            SystemTime::now() + Duration::from_secs(clock.load(Ordering::Relaxed))
+        });
         Site {
             firmware,
             image,

@@ -17,11 +17,13 @@ mod store;
 mod store_tests;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest as _, Sha256};
+use zeroize::Zeroizing;
 
 pub use memory::MemoryStore;
 pub use refusal::Refusal;
@@ -39,6 +41,7 @@ use crate::attest::protocol::{
     NonceResponse, QuoteSubmission, Request, Response, Verdict,
 };
 use crate::attest::quote::{AkKey, Expected, QuoteError, verify_quote};
+use crate::attest::secret::{MAX_SECRET, SealedSecret, seal};
 use crate::attest::tpm::wire::Reader;
 use crate::attest::tpm::{PcrSelection, PcrValues, Public, Signature};
 
@@ -89,6 +92,9 @@ pub struct AttestConfig {
     pub nonce_ttl: u64,
     /// Seconds an enrollment session stays open.
     pub session_ttl: u64,
+    /// Directory of per-node secrets, one file named by the node id; a
+    /// node's file is sealed to its TPM with every `attested` verdict.
+    pub secrets: Option<PathBuf>,
 }
 
 impl AttestConfig {
@@ -98,6 +104,7 @@ impl AttestConfig {
             ek_trust,
             nonce_ttl: 60,
             session_ttl: 300,
+            secrets: None,
         }
     }
 }
@@ -121,6 +128,17 @@ pub enum ServiceError {
     #[error("random number generator failed: {reason}")]
     Random {
         /// The error.
+        reason: String,
+    },
+    /// A node's secret file is unsafe or unreadable, or could not be
+    /// sealed: nothing is released, the node retries.
+    #[error("secret of node {node} ({}): {reason}", path.display())]
+    Secret {
+        /// The node.
+        node: NodeId,
+        /// Its file.
+        path: PathBuf,
+        /// Why it was not released.
         reason: String,
     },
 }
@@ -457,8 +475,49 @@ impl AttestService {
                     name: image.name.clone(),
                     version: image.version,
                 },
+                secret: self.sealed_secret(record)?,
             },
         })
+    }
+
+    /// The node's secret file, sealed to its EK and AK; `None` when the
+    /// site keeps no secret for it. A file others may read is refused, as
+    /// a private key would be.
+    fn sealed_secret(&self, record: &NodeRecord) -> Result<Option<SealedSecret>, ServiceError> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let Some(dir) = &self.config.secrets else {
+            return Ok(None);
+        };
+        let path = dir.join(record.node.as_str());
+        let failed = |reason: String| ServiceError::Secret {
+            node: record.node.clone(),
+            path: path.clone(),
+            reason,
+        };
+        let meta = match std::fs::metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(failed(e.to_string())),
+        };
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            return Err(failed(format!(
+                "mode {:04o} lets group or others read it; chmod 600",
+                mode & 0o7777
+            )));
+        }
+        if meta.len() > MAX_SECRET as u64 {
+            return Err(failed(format!(
+                "{} bytes; at most {MAX_SECRET} are released",
+                meta.len()
+            )));
+        }
+        let secret = Zeroizing::new(std::fs::read(&path).map_err(|e| failed(e.to_string()))?);
+        let ek = Public::from_bytes(&record.ek_public).map_err(|e| malformed("stored EK", e))?;
+        let ak = Public::from_bytes(&record.ak_public).map_err(|e| malformed("stored AK", e))?;
+        let sealed = seal(&ek, &ak, &record.node, &secret).map_err(|e| failed(e.to_string()))?;
+        tracing::info!(node = %record.node, bytes = secret.len(), "secret sealed to the node's TPM");
+        Ok(Some(sealed))
     }
 
     fn consume_nonce(&self, sub: &QuoteSubmission) -> Result<(), ServiceError> {
@@ -535,8 +594,16 @@ impl AttestService {
     fn record(&self, node: &NodeId, verdict: &Verdict) -> Result<(), ServiceError> {
         let (status, detail) = match verdict {
             Verdict::Enrolled { .. } => ("enrolled", String::new()),
-            Verdict::Attested { image, .. } => {
-                ("attested", format!("{} v{}", image.name, image.version))
+            Verdict::Attested { image, secret, .. } => {
+                let released = if secret.is_some() {
+                    "; secret released"
+                } else {
+                    ""
+                };
+                (
+                    "attested",
+                    format!("{} v{}{released}", image.name, image.version),
+                )
             }
             Verdict::Pending { reason, .. } => ("pending", reason.clone()),
             Verdict::Refused { reason, .. } => ("refused", reason.clone()),
