@@ -236,8 +236,8 @@ mod tests {
     fn too_large_a_secret_is_refused() {
         let tpm = model();
         let err = seal(
-            &tpm.ek_public(),
-            &tpm.ak_public(),
+            tpm.ek_public(),
+            tpm.ak_public(),
             &node("n1"),
             &vec![0; MAX_SECRET + 1],
         )
