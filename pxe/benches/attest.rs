@@ -270,6 +270,7 @@ fn bench_service(budget: Duration) {
                 pcrs: pcrs.clone(),
                 firmware_log: Bytes(fw.clone()),
                 agent_log: Bytes(agent_log.clone()),
+                ima_log: Bytes::default(),
                 image: image.clone(),
             }
         };

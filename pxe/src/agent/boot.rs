@@ -19,7 +19,7 @@ use super::init::{Console, Stage1};
 use super::network::{NetError, NetSetup, mac_text};
 use super::retry::{Backoff, Failure, retry};
 use super::switch_root::{RootLayout, SwitchError, prepare_root};
-use super::{AgentError, FIRMWARE_LOG, NodeAgent};
+use super::{AgentError, FIRMWARE_LOG, IMA_LOG, NodeAgent};
 use crate::attest::protocol::{NodeId, Verdict};
 
 /// The init of the image the agent hands over to.
@@ -145,7 +145,8 @@ pub fn run_stage2<W: Write>(
         device.display()
     ));
     let firmware_log = firmware_log(root, console);
-    let mut agent = NodeAgent::new(tpm, client, node);
+    let mut agent =
+        NodeAgent::new(tpm, client, node).with_ima_log(root.join(IMA_LOG.trim_start_matches('/')));
     let verdict = measure_and_attest(
         &mut agent,
         &image.image,

@@ -40,7 +40,7 @@ pub mod retry;
 pub mod switch_root;
 
 pub use fetch::{FetchError, FetchedFile, fetch_verified};
-pub use node::{FIRMWARE_LOG, NodeAgent, read_firmware_log};
+pub use node::{FIRMWARE_LOG, IMA_LOG, NodeAgent, read_firmware_log};
 
 use crate::attest::image::ImageError;
 use crate::attest::tpm::TpmError;
@@ -107,8 +107,8 @@ pub enum AgentError {
         #[source]
         source: std::io::Error,
     },
-    /// The firmware event log could not be read.
-    #[error("reading the firmware event log {path}")]
+    /// A measurement log (the firmware's, IMA's) could not be read.
+    #[error("reading the measurement log {path}")]
     FirmwareLog {
         /// The file.
         path: std::path::PathBuf,

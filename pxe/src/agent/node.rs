@@ -1,7 +1,7 @@
 //! The agent's conversation with the TPM and the server: enrollment,
 //! measurement into PCR 15, quote.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
 
@@ -22,6 +22,9 @@ use crate::attest::tpm::{
 /// Where Linux exposes the firmware's event log.
 pub const FIRMWARE_LOG: &str = "/sys/kernel/security/tpm0/binary_bios_measurements";
 
+/// Where Linux exposes IMA's measurement list.
+pub const IMA_LOG: &str = "/sys/kernel/security/ima/binary_runtime_measurements";
+
 /// Reads the firmware event log Linux exposes (see [`FIRMWARE_LOG`]).
 pub fn read_firmware_log(path: &Path) -> Result<Vec<u8>, AgentError> {
     std::fs::read(path).map_err(|source| AgentError::FirmwareLog {
@@ -38,6 +41,7 @@ pub struct NodeAgent<T, C> {
     node: NodeId,
     ak_template: AkTemplate,
     log: AgentLog,
+    ima_log: Option<PathBuf>,
 }
 
 fn tpm_step(step: &'static str) -> impl FnOnce(TpmError) -> AgentError {
@@ -62,7 +66,16 @@ impl<T: Transport, C: AttestClient> NodeAgent<T, C> {
             node,
             ak_template: AkTemplate::default(),
             log: AgentLog::new(),
+            ima_log: None,
         }
+    }
+
+    /// Sends the kernel's IMA measurement list (read from `path`, normally
+    /// [`IMA_LOG`], just before each quote) with every quote: it explains
+    /// PCR 10. A missing file (no IMA) is sent as an empty list.
+    pub fn with_ima_log(mut self, path: PathBuf) -> Self {
+        self.ima_log = Some(path);
+        self
     }
 
     /// The TPM (for callers that read PCRs or start it up).
@@ -235,6 +248,19 @@ impl<T: Transport, C: AttestClient> NodeAgent<T, C> {
                 });
             }
         };
+        let ima_log = match &self.ima_log {
+            Some(path) => match std::fs::read(path) {
+                Ok(bytes) => bytes,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                Err(source) => {
+                    return Err(AgentError::FirmwareLog {
+                        path: path.clone(),
+                        source,
+                    });
+                }
+            },
+            None => Vec::new(),
+        };
         let selection = PcrSelection::sha256_boot();
         let quote = self
             .tpm
@@ -261,6 +287,7 @@ impl<T: Transport, C: AttestClient> NodeAgent<T, C> {
                 .collect(),
             firmware_log: Bytes(firmware_log.to_vec()),
             agent_log: Bytes(self.log.to_bytes()),
+            ima_log: Bytes(ima_log),
             image,
         };
         match self.call("quote", Request::Quote(Box::new(submission)))? {

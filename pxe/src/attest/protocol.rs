@@ -97,6 +97,13 @@ impl ProtocolError {
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct Bytes(pub Vec<u8>);
 
+impl Bytes {
+    /// Whether there are no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 impl fmt::Debug for Bytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Bytes({} bytes)", self.0.len())
@@ -314,6 +321,10 @@ pub struct QuoteSubmission {
     pub firmware_log: Bytes,
     /// The agent's own measurement log (PCR 15).
     pub agent_log: Bytes,
+    /// The kernel's IMA measurement list (`binary_runtime_measurements`;
+    /// PCR 10), empty when the kernel has none.
+    #[serde(default, skip_serializing_if = "Bytes::is_empty")]
+    pub ima_log: Bytes,
     /// The image the node verified and measured.
     pub image: ImageRef,
 }

@@ -352,3 +352,84 @@ fn agent_refuses_rollback_and_foreign_manifests() {
         .is_err()
     );
 }
+
+/// The kernel's IMA list explains PCR 10 (Debian's kernels measure
+/// `boot_aggregate` whenever a TPM is present); an edited, dropped or
+/// misplaced entry is refused.
+#[test]
+fn ima_list_explains_pcr_10_and_edits_are_refused() {
+    use ironrack_pxe::attest::eventlog::ima::{ImaEntry, ImaLog};
+    if !crate::swtpm::available() {
+        return;
+    }
+    // An ima-ng entry as the kernel writes it: d-ng, then n-ng.
+    let mut data = Vec::new();
+    let mut dng = b"sha256:\0".to_vec();
+    dng.extend([0x11; 32]);
+    for field in [&dng[..], b"boot_aggregate\0"] {
+        data.extend((field.len() as u32).to_le_bytes());
+        data.extend(field);
+    }
+    let list = ImaLog {
+        entries: vec![ImaEntry {
+            pcr: 10,
+            template: "ima-ng".into(),
+            data,
+            violation: false,
+        }],
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("binary_runtime_measurements");
+    std::fs::write(&path, list.to_bytes()).unwrap();
+    let boot = |id: &str, edit: Box<dyn FnMut(&mut Request)>| {
+        let site = Site::new(local_ca_trust());
+        let (_sw, mut tpm) = site.booted_tpm();
+        tpm.pcr_extend(10, &[(alg::SHA256, &list.entries[0].sha256_extend())])
+            .unwrap();
+        let mut agent = NodeAgent::new(tpm, Tamper::new(&site.service, edit), node(id))
+            .with_ima_log(path.clone());
+        agent.enroll().unwrap();
+        measured_boot(&mut agent, &site, dir.path())
+    };
+    let verdict = boot("n-ima", Box::new(|_| {})).unwrap();
+    assert!(matches!(verdict, Verdict::Attested { .. }), "{verdict:?}");
+
+    let err = boot(
+        "n-ima-none",
+        Box::new(|r| {
+            if let Request::Quote(q) = r {
+                q.ima_log = Bytes::default();
+            }
+        }),
+    )
+    .unwrap_err();
+    assert_eq!(code(&err), "pcr-replay");
+    assert!(reason(&err).contains("PCR 10"), "{err}");
+
+    let err = boot(
+        "n-ima-edit",
+        Box::new(|r| {
+            if let Request::Quote(q) = r {
+                let last = q.ima_log.0.len() - 2;
+                q.ima_log.0[last] ^= 1;
+            }
+        }),
+    )
+    .unwrap_err();
+    assert_eq!(code(&err), "event-log");
+    assert!(reason(&err).contains("IMA"), "{err}");
+
+    let err = boot(
+        "n-ima-pcr15",
+        Box::new(|r| {
+            if let Request::Quote(q) = r {
+                let mut moved = ImaLog::parse(&q.ima_log).unwrap();
+                moved.entries[0].pcr = 15;
+                q.ima_log = Bytes(moved.to_bytes());
+            }
+        }),
+    )
+    .unwrap_err();
+    assert_eq!(code(&err), "event-log");
+    assert!(reason(&err).contains("PCR 15"), "{err}");
+}

@@ -45,12 +45,20 @@ fn node_id() -> impl Strategy<Value = NodeId> {
 fn submission() -> impl Strategy<Value = QuoteSubmission> {
     (
         node_id(),
-        (bytes(), bytes(), bytes(), bytes(), bytes(), bytes()),
+        (
+            bytes(),
+            bytes(),
+            bytes(),
+            bytes(),
+            bytes(),
+            bytes(),
+            bytes(),
+        ),
         prop::collection::vec((any::<u16>(), any::<u32>(), bytes()), 0..4),
         ("[a-z-]{1,16}", any::<u64>()),
     )
         .prop_map(
-            |(node, (nonce, attest, signature, sel, fw, agent), pcrs, (name, version))| {
+            |(node, (nonce, attest, signature, sel, fw, agent, ima), pcrs, (name, version))| {
                 QuoteSubmission {
                     node,
                     nonce,
@@ -63,6 +71,7 @@ fn submission() -> impl Strategy<Value = QuoteSubmission> {
                         .collect(),
                     firmware_log: fw,
                     agent_log: agent,
+                    ima_log: ima,
                     image: ImageRef { name, version },
                 }
             },
@@ -168,6 +177,7 @@ mod service {
             selection in blob(),
             firmware_log in blob(),
             agent_log in blob(),
+            ima_log in blob(),
             values in prop::collection::vec((any::<u16>(), 0u32..24, blob()), 0..20),
         ) {
             let (service, tpm, node) = site();
@@ -191,6 +201,7 @@ mod service {
                     .collect(),
                 firmware_log: Bytes(firmware_log),
                 agent_log: Bytes(agent_log),
+                ima_log: Bytes(ima_log),
                 image: ImageRef { name: "gpu-node".into(), version: 1 },
             };
             let answer = service.handle(&Request::Quote(Box::new(submission))).unwrap();

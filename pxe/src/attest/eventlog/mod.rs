@@ -25,6 +25,7 @@ mod parse;
 mod replay;
 
 pub mod agent;
+pub mod ima;
 pub mod policy;
 
 pub use alg::{AlgorithmId, Digest, Hasher, MAX_DIGEST_SIZE};

@@ -4,11 +4,15 @@
 //!
 //! Order: logs parse, the firmware log passes the event-log policy (no
 //! unknown types, data digests right) in every quoted PCR, replay equals
-//! every quoted PCR (firmware log for 0-14, agent log for 15), then the
+//! every quoted PCR (firmware log then the kernel's IMA list for 0-14,
+//! agent log for 15), then the
 //! image policy: PCR 4 started the manifest's UKI, PCR 11 is the predicted
 //! value, PCR 15 holds exactly the manifest and rootfs digests.
 
+use sha2::{Digest as _, Sha256};
+
 use crate::attest::eventlog::agent::{AGENT_PCR, AgentLog, AgentMeasurement};
+use crate::attest::eventlog::ima::ImaLog;
 use crate::attest::eventlog::{self, AlgorithmId, EventLog, EventType, policy};
 use crate::attest::image::{ReleasedImage, hex32};
 use crate::attest::tpm::PcrValues;
@@ -26,6 +30,7 @@ pub(crate) fn check(
     pcrs: &PcrValues,
     firmware_log: &[u8],
     agent_log: &[u8],
+    ima_log: &[u8],
 ) -> Result<(), Refusal> {
     let firmware = EventLog::parse(firmware_log).map_err(|source| Refusal::EventLog {
         which: "firmware",
@@ -38,17 +43,32 @@ pub(crate) fn check(
         }
     })?;
     if firmware.events_in(AGENT_PCR).any(|e| e.extends()) {
-        return Err(Refusal::FirmwareInAgentPcr { pcr: AGENT_PCR });
+        return Err(Refusal::OtherInAgentPcr {
+            which: "firmware event log",
+            pcr: AGENT_PCR,
+        });
     }
     let agent = AgentLog::parse(agent_log).map_err(|source| Refusal::EventLog {
         which: "agent",
         source,
     })?;
-    check_replay(&firmware, &agent, pcrs)?;
+    let ima = ImaLog::parse(ima_log).map_err(Refusal::ImaLog)?;
+    if ima.entries.iter().any(|e| e.pcr == AGENT_PCR) {
+        return Err(Refusal::OtherInAgentPcr {
+            which: "IMA measurement list",
+            pcr: AGENT_PCR,
+        });
+    }
+    check_replay(&firmware, &agent, &ima, pcrs)?;
     check_image(image, &firmware, &agent, pcrs)
 }
 
-fn check_replay(firmware: &EventLog, agent: &AgentLog, pcrs: &PcrValues) -> Result<(), Refusal> {
+fn check_replay(
+    firmware: &EventLog,
+    agent: &AgentLog,
+    ima: &ImaLog,
+    pcrs: &PcrValues,
+) -> Result<(), Refusal> {
     let banks = firmware.replay().map_err(|source| Refusal::EventLog {
         which: "firmware",
         source,
@@ -62,13 +82,25 @@ fn check_replay(firmware: &EventLog, agent: &AgentLog, pcrs: &PcrValues) -> Resu
     let agent_pcr = agent.pcr_value();
     for pcr in QUOTED {
         let (which, replayed) = if pcr == AGENT_PCR {
-            ("agent", &agent_pcr[..])
+            ("agent", agent_pcr.to_vec())
         } else {
-            let value = bank.value(pcr).map(|d| d.as_bytes()).unwrap_or_default();
-            ("firmware", value)
+            let mut value = bank
+                .value(pcr)
+                .map(|d| d.as_bytes().to_vec())
+                .unwrap_or_else(|| vec![0; 32]);
+            let mut which = "firmware";
+            for extend in ima.sha256_extends(pcr) {
+                value = Sha256::new()
+                    .chain_update(&value)
+                    .chain_update(extend)
+                    .finalize()
+                    .to_vec();
+                which = "firmware and IMA";
+            }
+            (which, value)
         };
         let quoted = pcrs.get(alg::SHA256, pcr).unwrap_or_default();
-        if quoted != replayed {
+        if quoted != replayed.as_slice() {
             return Err(Refusal::PcrReplay {
                 pcr,
                 which,

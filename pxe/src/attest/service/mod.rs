@@ -459,7 +459,13 @@ impl AttestService {
                 name: sub.image.name.clone(),
                 version: sub.image.version,
             })?;
-        evidence::check(&image, &pcrs, &sub.firmware_log, &sub.agent_log)?;
+        evidence::check(
+            &image,
+            &pcrs,
+            &sub.firmware_log,
+            &sub.agent_log,
+            &sub.ima_log,
+        )?;
         self.store.put_node(&NodeRecord {
             last_clock: Some(verified.clock_info),
             ..record.clone()

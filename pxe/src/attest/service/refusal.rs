@@ -113,12 +113,17 @@ pub enum Refusal {
         #[source]
         source: EventLogError,
     },
-    /// The firmware log extends the agent's PCR.
-    #[error("firmware event log extends PCR {pcr}, which only the agent may extend")]
-    FirmwareInAgentPcr {
+    /// The firmware log or the IMA list extends the agent's PCR.
+    #[error("{which} extends PCR {pcr}, which only the agent may extend")]
+    OtherInAgentPcr {
+        /// `firmware event log` or `IMA measurement list`.
+        which: &'static str,
         /// The agent PCR.
         pcr: u32,
     },
+    /// The kernel's IMA measurement list does not parse or was edited.
+    #[error("IMA measurement list")]
+    ImaLog(#[source] crate::attest::eventlog::ima::ImaLogError),
     /// A quoted PCR is not what the logs replay to.
     #[error("PCR {pcr} is {quoted} in the quote but the {which} event log replays to {replayed}")]
     PcrReplay {
@@ -223,7 +228,8 @@ impl Refusal {
                 | QuoteError::NotAQuote { .. } => "quote-invalid",
             },
             Refusal::EventLog { .. } => "event-log",
-            Refusal::FirmwareInAgentPcr { .. } => "event-log",
+            Refusal::OtherInAgentPcr { .. } => "event-log",
+            Refusal::ImaLog(_) => "event-log",
             Refusal::PcrReplay { .. } => "pcr-replay",
             Refusal::ImageUnknown { .. } => "image-unknown",
             Refusal::ImageUnmeasured { .. } => "image-unmeasured",
