@@ -25,7 +25,6 @@
 mod debs;
 mod serve_support;
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -35,7 +34,8 @@ use ironrack_builder::boot::elf::ImageRoot;
 use ironrack_builder::boot::initramfs::{
     AgentConfig, InitProgram, InitramfsSpec, TRUST_PATH, UDHCPC_SCRIPT_PATH, assemble,
 };
-use ironrack_pxe::testkit::qemu::Reaped;
+use ironrack_pxe::agent::boot::SECRET_PATH;
+use ironrack_pxe::testkit;
 use sha2::{Digest as _, Sha256};
 
 use debs::{RELEASE, run};
@@ -83,7 +83,11 @@ fn rootfs(dir: &Path) -> PathBuf {
     let init = tree.join("sbin/init");
     std::fs::write(
         &init,
-        format!("#!/bin/sh\necho {MARKER}\n/bin/busybox poweroff -f\n"),
+        format!(
+            "#!/bin/sh\necho {MARKER}\n\
+             echo \"secret: $(/bin/busybox cat /{SECRET_PATH}) mode $(/bin/busybox stat -c %a /{SECRET_PATH})\"\n\
+             /bin/busybox poweroff -f\n"
+        ),
     )
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
@@ -98,27 +102,30 @@ fn rootfs(dir: &Path) -> PathBuf {
     out
 }
 
-/// A swtpm for the guest, on a fresh state directory.
-fn swtpm(dir: &Path) -> (Reaped, PathBuf) {
-    let state = dir.join("tpm-state");
-    std::fs::create_dir_all(&state).unwrap();
-    let sock = dir.join("swtpm.sock");
-    let child = Command::new("swtpm")
-        .args(["socket", "--tpm2", "--tpmstate"])
-        .arg(format!("dir={}", state.display()))
-        .arg("--ctrl")
-        .arg(format!("type=unixio,path={}", sock.display()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(File::create(dir.join("swtpm.log")).unwrap())
-        .spawn()
-        .expect("starting swtpm");
-    let deadline = Instant::now() + PATIENCE;
-    while !sock.exists() {
-        assert!(Instant::now() < deadline, "swtpm made no socket");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (Reaped(child), sock)
+/// The initramfs the builder assembles around the image's kernel modules
+/// and libc: the real (stripped) `ironrack` as /init, the lab's trust root.
+fn initramfs(lab: &Lab, image_root: &Path) -> Vec<u8> {
+    let mut spec = InitramfsSpec::new(
+        RELEASE,
+        InitProgram::Agent(agent(lab.dir.path())),
+        1_700_000_000,
+    );
+    spec.agent = Some(AgentConfig {
+        version: 1,
+        image: IMAGE.into(),
+        channel: "stable".into(),
+        trust: format!("/{TRUST_PATH}"),
+        server: None,
+        modules: Vec::new(),
+        kernel_release: String::new(),
+    });
+    spec.trust = Some(std::fs::read(&lab.world.trust_path).unwrap());
+    let initramfs = assemble(&ImageRoot::new(image_root), &spec).unwrap();
+    assert!(
+        initramfs.archive.get(UDHCPC_SCRIPT_PATH).is_some(),
+        "the udhcpc script is in the initramfs"
+    );
+    initramfs.to_bytes(DEFAULT_COMPRESSION).unwrap()
 }
 
 /// Boots the node and waits for it to power off; `during` sees the
@@ -130,55 +137,36 @@ fn boot(
     tpm_sock: &Path,
     during: &mut dyn FnMut(&str),
 ) -> String {
-    let log = lab.path("console.log");
     let bootif = format!("01-{}", NODE_MAC.replace(':', "-"));
     let append = format!(
         "console=ttyS0 panic=-1 ironrack.server={BASE_URL} ironrack.image={IMAGE}@1 BOOTIF={bootif}"
     );
-    let mut qemu = Reaped(
-        Command::new("ip")
-            .args(["netns", "exec", &lab.ns, "qemu-system-x86_64"])
-            .args(["-accel", "tcg", "-m", "1024", "-display", "none"])
-            .args(["-monitor", "none", "-no-reboot", "-serial"])
-            .arg(format!("file:{}", log.display()))
-            .arg("-kernel")
-            .arg(kernel)
-            .arg("-initrd")
-            .arg(initrd)
-            .args(["-append", &append])
-            .args(["-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no"])
-            .args([
-                "-device",
-                &format!("virtio-net-pci,netdev=n0,mac={NODE_MAC}"),
-            ])
-            .arg("-chardev")
-            .arg(format!("socket,id=chrtpm,path={}", tpm_sock.display()))
-            .args(["-tpmdev", "emulator,id=tpm0,chardev=chrtpm"])
-            .args(["-device", "tpm-tis,tpmdev=tpm0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(lab.path("qemu.log")).unwrap())
-            .spawn()
-            .expect("starting qemu"),
-    );
+    let mut args: Vec<String> = vec![
+        "-kernel".into(),
+        kernel.display().to_string(),
+        "-initrd".into(),
+        initrd.display().to_string(),
+        "-append".into(),
+        append,
+        "-netdev".into(),
+        "tap,id=n0,ifname=tap0,script=no,downscript=no".into(),
+        "-device".into(),
+        format!("virtio-net-pci,netdev=n0,mac={NODE_MAC}"),
+    ];
+    args.extend(testkit::swtpm::qemu_args(tpm_sock));
     let started = Instant::now();
-    loop {
-        if let Some(status) = qemu.0.try_wait().unwrap() {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            let keep = Path::new(env!("CARGO_TARGET_TMPDIR")).join("qemu-agent-net.log");
-            let _ = std::fs::write(keep, &text);
-            assert!(status.success(), "qemu exited with {status}:\n{text}");
-            eprintln!("boot took {:.1} s", started.elapsed().as_secs_f64());
-            return text;
-        }
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        assert!(
-            started.elapsed() < BOOT_PATIENCE,
-            "qemu still running after {BOOT_PATIENCE:?}:\n{text}"
-        );
-        during(&text);
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let result = testkit::qemu::run_watched(
+        Some(&lab.ns),
+        &args,
+        &lab.path("console.log"),
+        BOOT_PATIENCE,
+        during,
+    );
+    let text = result.unwrap_or_else(|e| panic!("{e}"));
+    let keep = Path::new(env!("CARGO_TARGET_TMPDIR")).join("qemu-agent-net.log");
+    let _ = std::fs::write(keep, &text);
+    eprintln!("boot took {:.1} s", started.elapsed().as_secs_f64());
+    text
 }
 
 #[test]
@@ -204,30 +192,12 @@ fn the_agent_fetches_verifies_measures_enrolls_and_obeys_a_revocation() {
     lab.serve();
 
     let image_root = debs::kernel_libc_root();
-    let mut spec = InitramfsSpec::new(
-        RELEASE,
-        InitProgram::Agent(agent(lab.dir.path())),
-        1_700_000_000,
-    );
-    spec.agent = Some(AgentConfig {
-        version: 1,
-        image: IMAGE.into(),
-        channel: "stable".into(),
-        trust: format!("/{TRUST_PATH}"),
-        server: None,
-        modules: Vec::new(),
-        kernel_release: String::new(),
-    });
-    spec.trust = Some(std::fs::read(&lab.world.trust_path).unwrap());
-    let initramfs = assemble(&ImageRoot::new(&image_root), &spec).unwrap();
-    assert!(
-        initramfs.archive.get(UDHCPC_SCRIPT_PATH).is_some(),
-        "the udhcpc script is in the initramfs"
-    );
     let initrd = lab.path("initrd.img");
-    std::fs::write(&initrd, initramfs.to_bytes(DEFAULT_COMPRESSION).unwrap()).unwrap();
+    std::fs::write(&initrd, initramfs(&lab, &image_root)).unwrap();
     let kernel = image_root.join(format!("boot/vmlinuz-{RELEASE}"));
-    let (_swtpm, sock) = swtpm(lab.dir.path());
+    let sock = lab.path("swtpm.sock");
+    let _swtpm =
+        testkit::swtpm::for_qemu(&lab.path("tpm-state"), &sock, &lab.path("swtpm.log")).unwrap();
 
     let mut revoked = false;
     let log = boot(&lab, &kernel, &initrd, &sock, &mut |console| {
@@ -320,5 +290,161 @@ fn the_agent_fetches_verifies_measures_enrolls_and_obeys_a_revocation() {
     assert!(
         at("pending") < at("revoked") && at("revoked") < at("refused"),
         "{kinds:?}"
+    );
+}
+
+const ATTESTED_MAC: &str = "52:54:00:12:00:51";
+const TOKEN: &str = "join-token-5f0c2a9e";
+
+/// The whole chain, attested: OVMF with a manufactured TPM (EK certificate
+/// from the site's CA) PXE-boots from `ironrack serve`, iPXE chains the
+/// image's UKI (built by the builder's `build_uki` around Debian's
+/// systemd-stub, measured by `measure_uki` into the signed manifest), the
+/// agent verifies and measures the image, enrolls (trusted at once: the
+/// EK certificate chains to `[attest] ek-roots`), is attested against the
+/// manifest (PCR 4 shows the UKI, PCR 11 its prediction, PCR 15 the
+/// agent's log), receives its secret sealed to its TPM, writes it, and
+/// switches to the image's init, which prints the secret it found.
+#[test]
+fn an_attested_node_gets_its_secret_and_runs_the_image() {
+    use ironrack_builder::boot::uki::{UkiInputs, build_uki, measure_uki};
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let test = "an_attested_node_gets_its_secret_and_runs_the_image";
+    if !have_tools(test) {
+        return;
+    }
+    assert!(
+        testkit::qemu::available(),
+        "{test}: qemu or OVMF missing; run scripts/deps.sh"
+    );
+    let mut lab = Lab::new();
+    let squashfs = rootfs(lab.dir.path());
+    let image_root = debs::kernel_libc_root();
+    let initrd = initramfs(&lab, &image_root);
+    let linux = std::fs::read(image_root.join(format!("boot/vmlinuz-{RELEASE}"))).unwrap();
+    let stub = std::fs::read(testkit::stub(&cache()).unwrap()).unwrap();
+    let uki = build_uki(&UkiInputs {
+        stub: &stub,
+        linux: &linux,
+        initrd: &initrd,
+        cmdline: "console=ttyS0",
+        osrel: b"ID=ironrack-test\n",
+        uname: Some(RELEASE),
+        splash: None,
+    })
+    .unwrap();
+    let measured = measure_uki(&uki, &linux).unwrap();
+    let uki_path = lab.path("node.efi");
+    std::fs::write(&uki_path, &uki).unwrap();
+    let payload = serde_json::json!({
+        "kernel": { "cmdline": "console=ttyS0 panic=-1" },
+        "measurements": {
+            "uki": "node.efi",
+            "uki-authenticode": measured.uki_authenticode,
+            "pcr11": measured.pcr11,
+            "agent-pcr": 15,
+        },
+    });
+    lab.world
+        .image_with_payload(
+            &lab.path("out"),
+            IMAGE,
+            1,
+            payload,
+            &[
+                ("rootfs.squashfs", squashfs.as_path()),
+                ("node.efi", uki_path.as_path()),
+            ],
+        )
+        .unwrap();
+
+    // The TPM as its vendor ships it, and the vendor's CA in the site.
+    let tpm = lab.path("tpm");
+    testkit::swtpm::manufacture(&tpm).unwrap();
+    let secrets = lab.path("secrets");
+    std::fs::create_dir(&secrets).unwrap();
+    let secret_file = secrets.join(ATTESTED_MAC);
+    std::fs::write(&secret_file, TOKEN).unwrap();
+    std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let site = lab.write_site(&format!(
+        "[[rack.node]]\nmac = \"{ATTESTED_MAC}\"\nhostname = \"att-n1\"\nip = \"198.18.0.51\"\nimage = \"{IMAGE}\"\n"
+    ));
+    let mut text = std::fs::read_to_string(&site).unwrap();
+    text.push_str(&format!(
+        "\n[attest]\nek-roots = [\"{}\"]\nek-intermediates = [\"{}\"]\nsecrets = \"secrets\"\n",
+        testkit::swtpm::ca_root(&tpm).display(),
+        testkit::swtpm::ca_intermediate(&tpm).display()
+    ));
+    std::fs::write(&site, text).unwrap();
+    let site = site.to_str().unwrap().to_owned();
+    lab.serve();
+
+    let sock = lab.path("swtpm.sock");
+    let _swtpm =
+        testkit::swtpm::for_qemu(&testkit::swtpm::state(&tpm), &sock, &lab.path("swtpm.log"))
+            .unwrap();
+    let mut args = testkit::qemu::ovmf_args(lab.dir.path()).unwrap();
+    args.extend([
+        "-netdev".into(),
+        "tap,id=n0,ifname=tap0,script=no,downscript=no".into(),
+        "-device".into(),
+        format!("virtio-net-pci,netdev=n0,mac={ATTESTED_MAC},romfile="),
+    ]);
+    args.extend(testkit::swtpm::qemu_args(&sock));
+    let started = Instant::now();
+    let log = testkit::qemu::run_watched(
+        Some(&lab.ns),
+        &args,
+        &lab.path("console.log"),
+        BOOT_PATIENCE,
+        &mut |_| {},
+    );
+    let keep = Path::new(env!("CARGO_TARGET_TMPDIR")).join("qemu-attested.log");
+    let log = log.unwrap_or_else(|e| {
+        let _ = std::fs::write(&keep, &e);
+        panic!("{e}\nserver log:\n{}", lab.log_text())
+    });
+    let _ = std::fs::write(&keep, &log);
+    eprintln!(
+        "attested boot took {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let lines: Vec<&str> = log.lines().map(|l| l.trim_end_matches('\r')).collect();
+    let has = |want: &str| lines.iter().any(|l| l.contains(want));
+    let fail = || format!("serial log:\n{log}\nserver log:\n{}", lab.log_text());
+    for want in [
+        "ironrack agent: firmware event log: ".to_owned(),
+        format!("ironrack agent: enrollment: enrolled as {ATTESTED_MAC}"),
+        format!("ironrack agent: attested: {ATTESTED_MAC} runs {IMAGE}@1"),
+        format!(
+            "ironrack agent: node secret: {} bytes released by the server, written to /{SECRET_PATH}",
+            TOKEN.len()
+        ),
+        MARKER.to_owned(),
+        format!("secret: {TOKEN} mode 600"),
+    ] {
+        assert!(has(&want), "{want:?} missing; {}", fail());
+    }
+    for bad in ["Kernel panic", "Attempted to kill init", "FAILED"] {
+        assert!(!has(bad), "{bad:?} in the log; {}", fail());
+    }
+
+    // The server's account: enrolled, then attested with the secret.
+    let out = lab.ironrack(&["nodes", "show", ATTESTED_MAC, "--site", &site, "--json"]);
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let events = shown["events"].as_array().unwrap();
+    let find = |kind: &str| {
+        events
+            .iter()
+            .position(|e| e["kind"] == kind)
+            .unwrap_or_else(|| panic!("{kind} in {events:#?}"))
+    };
+    assert!(find("enrolled") < find("attested"), "{events:#?}");
+    let attested = &events[find("attested")];
+    assert!(
+        attested.to_string().contains("secret released"),
+        "{attested}"
     );
 }

@@ -351,9 +351,30 @@ pub mod qemu {
         log: &Path,
         patience: Duration,
     ) -> super::Result<String> {
+        run_watched(None, args, log, patience, &mut |_| {})
+    }
+
+    /// As [`run_to_poweroff`], inside network namespace `netns` when given
+    /// (`ip netns exec`), calling `during` with the serial log so far
+    /// while qemu runs (a test's operator acting on what the node says).
+    pub fn run_watched(
+        netns: Option<&str>,
+        args: &[String],
+        log: &Path,
+        patience: Duration,
+        during: &mut dyn FnMut(&str),
+    ) -> super::Result<String> {
         let started = Instant::now();
+        let mut command = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "qemu-system-x86_64"]);
+                c
+            }
+            None => Command::new("qemu-system-x86_64"),
+        };
         let mut qemu = Reaped(
-            Command::new("qemu-system-x86_64")
+            command
                 .args(args)
                 .arg("-serial")
                 .arg(format!("file:{}", log.display()))
@@ -372,13 +393,144 @@ pub mod qemu {
                 }
                 return Ok(text);
             }
+            let text = std::fs::read_to_string(log).unwrap_or_default();
             if started.elapsed() > patience {
-                let text = std::fs::read_to_string(log).unwrap_or_default();
                 return Err(format!(
                     "qemu still running after {patience:?}; serial log:\n{text}"
                 ));
             }
+            during(&text);
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+
+    /// The firmware arguments of a UEFI boot: OVMF's code read-only and a
+    /// private copy of its variable store in `dir`.
+    pub fn ovmf_args(dir: &Path) -> super::Result<Vec<String>> {
+        let vars = dir.join("OVMF_VARS.fd");
+        std::fs::copy(OVMF_VARS, &vars).map_err(|e| format!("copying {OVMF_VARS}: {e}"))?;
+        Ok(vec![
+            "-drive".into(),
+            format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"),
+            "-drive".into(),
+            format!("if=pflash,format=raw,unit=1,file={}", vars.display()),
+        ])
+    }
+}
+
+/// Real TPMs for tests: swtpm states manufactured by `swtpm_setup` with EK
+/// certificates from a private local CA (`swtpm_localca`), and swtpm
+/// processes serving them to qemu.
+pub mod swtpm {
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use super::qemu::Reaped;
+
+    /// The local CA's root certificate (PEM) under a manufactured `dir`.
+    pub fn ca_root(dir: &Path) -> PathBuf {
+        dir.join("ca/swtpm-localca-rootca-cert.pem")
+    }
+
+    /// The local CA's intermediate (the EK certificates' issuer).
+    pub fn ca_intermediate(dir: &Path) -> PathBuf {
+        dir.join("ca/issuercert.pem")
+    }
+
+    /// The TPM state under a manufactured `dir`.
+    pub fn state(dir: &Path) -> PathBuf {
+        dir.join("state")
+    }
+
+    /// Manufactures a TPM 2.0 in `dir`: `state/` (EK and platform
+    /// certificates in NV, NV locked, SHA-1 and SHA-256 banks) and `ca/`
+    /// (the local CA that signed them, made on the spot).
+    pub fn manufacture(dir: &Path) -> super::Result<()> {
+        let ca = dir.join("ca");
+        let state = state(dir);
+        for d in [&ca, &state] {
+            std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+        }
+        let write = |name: &str, text: String| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok::<_, String>(path)
+        };
+        let localca = write(
+            "swtpm-localca.conf",
+            format!(
+                "statedir = {ca}\nsigningkey = {ca}/signkey.pem\nissuercert = {ca}/issuercert.pem\n\
+                 certserial = {ca}/certserial\n",
+                ca = ca.display()
+            ),
+        )?;
+        let options = write(
+            "swtpm-localca.options",
+            "--platform-manufacturer ironrack\n--platform-version 2.1\n--platform-model test\n"
+                .into(),
+        )?;
+        let setup = write(
+            "swtpm_setup.conf",
+            format!(
+                "create_certs_tool = /usr/bin/swtpm_localca\ncreate_certs_tool_config = {}\n\
+                 create_certs_tool_options = {}\n",
+                localca.display(),
+                options.display()
+            ),
+        )?;
+        super::run(
+            Command::new("swtpm_setup")
+                .args(["--tpm2", "--tpmstate"])
+                .arg(&state)
+                .arg("--config")
+                .arg(&setup)
+                .args([
+                    "--create-ek-cert",
+                    "--create-platform-cert",
+                    "--lock-nvram",
+                    "--pcr-banks",
+                    "sha1,sha256",
+                ]),
+        )
+    }
+
+    /// `swtpm socket` on `state` for qemu's `-tpmdev emulator`: the
+    /// control channel at `sock`, swtpm's messages in `log`. Waits for the
+    /// socket; the process dies with the returned handle.
+    pub fn for_qemu(state: &Path, sock: &Path, log: &Path) -> super::Result<Reaped> {
+        std::fs::create_dir_all(state).map_err(|e| format!("{}: {e}", state.display()))?;
+        let log = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let child = Command::new("swtpm")
+            .args(["socket", "--tpm2", "--tpmstate"])
+            .arg(format!("dir={}", state.display()))
+            .arg("--ctrl")
+            .arg(format!("type=unixio,path={}", sock.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("starting swtpm: {e}"))?;
+        let child = Reaped(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !sock.exists() {
+            if Instant::now() > deadline {
+                return Err(format!("swtpm made no socket at {}", sock.display()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(child)
+    }
+
+    /// The qemu arguments of a TPM 2.0 (TIS) backed by swtpm at `sock`.
+    pub fn qemu_args(sock: &Path) -> Vec<String> {
+        vec![
+            "-chardev".into(),
+            format!("socket,id=chrtpm,path={}", sock.display()),
+            "-tpmdev".into(),
+            "emulator,id=tpm0,chardev=chrtpm".into(),
+            "-device".into(),
+            "tpm-tis,tpmdev=tpm0".into(),
+        ]
     }
 }

@@ -64,57 +64,7 @@ pub fn template() -> &'static Path {
 }
 
 fn manufacture(dir: &Path) {
-    let ca = dir.join("ca");
-    let state = dir.join("state");
-    fs::create_dir_all(&ca).unwrap();
-    fs::create_dir_all(&state).unwrap();
-    let localca_conf = dir.join("swtpm-localca.conf");
-    fs::write(
-        &localca_conf,
-        format!(
-            "statedir = {ca}\nsigningkey = {ca}/signkey.pem\nissuercert = {ca}/issuercert.pem\n\
-             certserial = {ca}/certserial\n",
-            ca = ca.display()
-        ),
-    )
-    .unwrap();
-    let options = dir.join("swtpm-localca.options");
-    fs::write(
-        &options,
-        "--platform-manufacturer ironrack\n--platform-version 2.1\n--platform-model test\n",
-    )
-    .unwrap();
-    let setup_conf = dir.join("swtpm_setup.conf");
-    fs::write(
-        &setup_conf,
-        format!(
-            "create_certs_tool = /usr/bin/swtpm_localca\ncreate_certs_tool_config = {}\n\
-             create_certs_tool_options = {}\n",
-            localca_conf.display(),
-            options.display()
-        ),
-    )
-    .unwrap();
-    let out = Command::new("swtpm_setup")
-        .args(["--tpm2", "--tpmstate"])
-        .arg(&state)
-        .arg("--config")
-        .arg(&setup_conf)
-        .args([
-            "--create-ek-cert",
-            "--create-platform-cert",
-            "--lock-nvram",
-            "--pcr-banks",
-            "sha1,sha256",
-        ])
-        .output()
-        .expect("run swtpm_setup");
-    assert!(
-        out.status.success(),
-        "swtpm_setup failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ironrack_pxe::testkit::swtpm::manufacture(dir).unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// PEM certificates of the template's local CA: (root, intermediate).

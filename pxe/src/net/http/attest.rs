@@ -199,10 +199,17 @@ fn record(shared: &Shared, peer: SocketAddr, node: &NodeId, response: &AttestRes
     };
     let (kind, image, detail) = match verdict {
         Verdict::Enrolled { .. } => ("enrolled", None, format!("node {node} enrolled")),
-        Verdict::Attested { image, .. } => (
+        Verdict::Attested { image, secret, .. } => (
             "attested",
             Some(format!("{}@{}", image.name, image.version)),
-            format!("quote of node {node} verified against the signed manifest"),
+            format!(
+                "quote of node {node} verified against the signed manifest{}",
+                if secret.is_some() {
+                    "; secret released, sealed to its TPM"
+                } else {
+                    ""
+                }
+            ),
         ),
         Verdict::Pending { reason, .. } => ("pending", None, reason.clone()),
         Verdict::Refused { code, reason } => ("refused", None, format!("{code}: {reason}")),
