@@ -22,6 +22,8 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::attest::image::ReleasedImage;
+use crate::attest::protocol::NodeId;
+use crate::attest::service::NodePolicy;
 use crate::attest::service::{
     AttestConfig, AttestService, AttestStore, AttestStoreError, ImageCatalog, SqliteAttestStore,
 };
@@ -115,6 +117,17 @@ impl ImageCatalog for ServedImages {
     fn image(&self, name: &str, version: u64) -> Option<Arc<ReleasedImage>> {
         let images = Arc::clone(&self.0.read().unwrap_or_else(|e| e.into_inner()));
         images.get(name, version)?.released.clone().ok()
+    }
+}
+
+/// The attestation judge's view of the site's nodes: the operator's
+/// version pins (a pinned node may run an older version than before).
+#[derive(Debug)]
+struct SitePolicy(Arc<Site>);
+
+impl NodePolicy for SitePolicy {
+    fn pinned_version(&self, node: &NodeId, image: &str) -> Option<u64> {
+        self.0.pinned_version(node.as_str(), image)
     }
 }
 
@@ -293,17 +306,20 @@ struct Attest {
 }
 
 impl Attest {
-    fn service(&self, config: AttestConfig) -> Arc<AttestService> {
+    fn service(&self, config: AttestConfig, site: Arc<Site>) -> Arc<AttestService> {
         tracing::info!(
             ek_roots = config.ek_trust.root_count(),
             nonce_seconds = config.nonce_ttl,
             "attestation service on /attest/*"
         );
-        Arc::new(AttestService::new(
-            Arc::clone(&self.store) as Arc<dyn AttestStore>,
-            Arc::clone(&self.catalog) as Arc<dyn ImageCatalog>,
-            config,
-        ))
+        Arc::new(
+            AttestService::new(
+                Arc::clone(&self.store) as Arc<dyn AttestStore>,
+                Arc::clone(&self.catalog) as Arc<dyn ImageCatalog>,
+                config,
+            )
+            .with_policy(Arc::new(SitePolicy(site))),
+        )
     }
 }
 
@@ -385,7 +401,7 @@ pub async fn serve(
         catalog,
     };
     let http_handle = http.handle();
-    http_handle.set_attest(attest.service(attest_config));
+    http_handle.set_attest(attest.service(attest_config, Arc::clone(&site)));
     tracing::warn!(
         site = %site_path.display(), http = ?http.local_addrs(), tftp = ?tftp_addrs(&site),
         images = world.images.images().count(), refused = world.images.refused().len(),
@@ -499,7 +515,8 @@ impl Running {
         });
         self.attest.catalog.replace(Arc::clone(&world.images));
         // EK roots are re-read: an operator adding a vendor CA needs no restart.
-        self.http.set_attest(self.attest.service(attest_config));
+        self.http
+            .set_attest(self.attest.service(attest_config, Arc::clone(&site)));
         self.inventory.set_site(Arc::clone(&site));
         let _ = self.site_tx.send(Arc::clone(&site));
         tracing::warn!(

@@ -595,6 +595,24 @@ impl Site {
     pub fn node_by_name(&self, name: &str) -> Option<&Node> {
         self.nodes_by_mac.values().find(|n| n.name() == name)
     }
+
+    /// The node an attestation id names: its MAC, else its host name.
+    pub fn node_by_id(&self, id: &str) -> Option<&Node> {
+        match id.parse::<MacAddr>() {
+            Ok(mac) => self.node_by_mac(&mac),
+            Err(_) => self.node_by_name(id),
+        }
+    }
+
+    /// The version of `image` the operator pinned node `id` to with
+    /// `force-version` (which allows a downgrade), if any.
+    pub fn pinned_version(&self, id: &str, image: &str) -> Option<u64> {
+        let config = &self.node_by_id(id)?.config;
+        let same_image = config.image.as_deref().is_none_or(|i| i == image);
+        (config.force_version && same_image)
+            .then_some(config.version)
+            .flatten()
+    }
 }
 
 mod addr;

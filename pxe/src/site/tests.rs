@@ -364,6 +364,31 @@ fn the_documented_example_site_loads() {
 }
 
 #[test]
+fn pinned_versions_are_the_forced_ones_of_the_nodes_image() {
+    let text = GOOD.replace(
+        "profile = \"h100x8\"",
+        "profile = \"h100x8\"\nversion = 3\nforce-version = true",
+    );
+    let site = load(&text).unwrap();
+    assert_eq!(
+        site.pinned_version("52:54:00:00:01:01", "gpu-node"),
+        Some(3)
+    );
+    assert_eq!(site.pinned_version("gpu-r01-n01", "gpu-node"), Some(3));
+    assert_eq!(site.pinned_version("gpu-r01-n01", "cpu-node"), None);
+    assert_eq!(site.pinned_version("52:54:00:00:01:02", "gpu-node"), None);
+    assert_eq!(site.pinned_version("52:54:00:00:09:09", "gpu-node"), None);
+    // A preferred version without force-version is no pin.
+    let text = text.replace("force-version = true", "");
+    assert_eq!(
+        load(&text)
+            .unwrap()
+            .pinned_version("gpu-r01-n01", "gpu-node"),
+        None
+    );
+}
+
+#[test]
 fn attest_settings_default_and_bad_ones_name_line_and_key() {
     let site = load(GOOD).unwrap();
     let config = site.attest_config().unwrap();

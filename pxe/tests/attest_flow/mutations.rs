@@ -433,3 +433,59 @@ fn ima_list_explains_pcr_10_and_edits_are_refused() {
     assert_eq!(code(&err), "event-log");
     assert!(reason(&err).contains("PCR 15"), "{err}");
 }
+
+/// A node that ran version 8 and now boots version 7 (signed, valid, but
+/// perhaps the one with the hole) is refused as a rollback, unless the
+/// operator pinned it to 7.
+#[test]
+fn an_older_image_than_the_node_ran_is_a_rollback_unless_pinned() {
+    use ironrack_pxe::attest::protocol::NodeId;
+    use ironrack_pxe::attest::service::{AttestStore, MemoryStore, NodePolicy};
+    use std::sync::Arc;
+
+    struct Pin(u64);
+    impl NodePolicy for Pin {
+        fn pinned_version(&self, _: &NodeId, _: &str) -> Option<u64> {
+            Some(self.0)
+        }
+    }
+    if !crate::swtpm::available() {
+        return;
+    }
+    let boot = |pin: Option<u64>| {
+        let store = Arc::new(MemoryStore::new());
+        let mut site = Site::with_store(local_ca_trust(), store.clone());
+        if let Some(v) = pin {
+            site.service = site.service.with_policy(Arc::new(Pin(v)));
+        }
+        let image = site.image.image_ref();
+        assert_eq!(image.version, 7);
+        let id = node("52:54:00:00:00:20");
+        store.record_version(&id, &image.name, 8).unwrap();
+        let (_sw, tpm) = site.booted_tpm();
+        let mut agent = NodeAgent::new(tpm, &site.service, id.clone());
+        agent.enroll().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let result = measured_boot(&mut agent, &site, dir.path());
+        (result, store.highest_version(&id, &image.name).unwrap())
+    };
+    let (result, highest) = boot(None);
+    let err = result.unwrap_err();
+    assert_eq!(code(&err), "rollback");
+    assert!(
+        reason(&err).contains("version 7, older than version 8"),
+        "{err}"
+    );
+    assert_eq!(highest, Some(8));
+
+    let (result, highest) = boot(Some(7));
+    assert!(matches!(result, Ok(Verdict::Attested { .. })), "{result:?}");
+    assert_eq!(highest, Some(8), "a pinned downgrade keeps the high mark");
+
+    let (result, _) = boot(Some(6));
+    assert_eq!(
+        code(&result.unwrap_err()),
+        "rollback",
+        "a pin on another version"
+    );
+}

@@ -17,6 +17,8 @@ struct State {
     /// Nonce → (issue, used).
     nonces: HashMap<Vec<u8>, (IssuedNonce, bool)>,
     timelines: HashMap<NodeId, Vec<TimelineEntry>>,
+    /// (node, image) → the highest version attested.
+    versions: HashMap<(NodeId, String), u64>,
 }
 
 /// Attestation state in memory.
@@ -112,6 +114,29 @@ impl AttestStore for MemoryStore {
             .get(node)
             .cloned()
             .unwrap_or_default())
+    }
+
+    fn highest_version(&self, node: &NodeId, image: &str) -> Result<Option<u64>, AttestStoreError> {
+        Ok(self
+            .state()
+            .versions
+            .get(&(node.clone(), image.to_owned()))
+            .copied())
+    }
+
+    fn record_version(
+        &self,
+        node: &NodeId,
+        image: &str,
+        version: u64,
+    ) -> Result<(), AttestStoreError> {
+        let mut state = self.state();
+        let highest = state
+            .versions
+            .entry((node.clone(), image.to_owned()))
+            .or_insert(version);
+        *highest = (*highest).max(version);
+        Ok(())
     }
 
     fn prune(&self, now: u64) -> Result<usize, AttestStoreError> {

@@ -51,6 +51,24 @@ pub trait ImageCatalog: Send + Sync {
     fn image(&self, name: &str, version: u64) -> Option<Arc<ReleasedImage>>;
 }
 
+/// What the site says of each node beyond its keys: the judge's view of
+/// `[[rack.node]]` (serve implements it over the live site).
+pub trait NodePolicy: Send + Sync {
+    /// The version of `image` the operator pinned the node to
+    /// (`force-version`): it may run it even below a version it ran before.
+    fn pinned_version(&self, node: &NodeId, image: &str) -> Option<u64>;
+}
+
+/// No site: no pins.
+#[derive(Debug, Default)]
+pub struct NoPolicy;
+
+impl NodePolicy for NoPolicy {
+    fn pinned_version(&self, _: &NodeId, _: &str) -> Option<u64> {
+        None
+    }
+}
+
 /// An [`ImageCatalog`] in memory, filled by whoever loads the image store.
 #[derive(Debug, Default)]
 pub struct ImageSet {
@@ -152,6 +170,7 @@ type AkCache = HashMap<NodeId, (Vec<u8>, Arc<AkKey>)>;
 pub struct AttestService {
     store: Arc<dyn AttestStore>,
     images: Arc<dyn ImageCatalog>,
+    policy: Arc<dyn NodePolicy>,
     config: AttestConfig,
     clock: Clock,
     /// Prepared AKs: key setup costs more than a verification.
@@ -196,11 +215,18 @@ impl AttestService {
         AttestService {
             store,
             images,
+            policy: Arc::new(NoPolicy),
             config,
             clock: Box::new(SystemTime::now),
             aks: Mutex::new(HashMap::new()),
             issued: AtomicU64::new(0),
         }
+    }
+
+    /// Judges nodes with what the site says of them (pins).
+    pub fn with_policy(mut self, policy: Arc<dyn NodePolicy>) -> Self {
+        self.policy = policy;
+        self
     }
 
     /// Replaces the clock (tests of expiry).
@@ -466,24 +492,47 @@ impl AttestService {
             &sub.agent_log,
             &sub.ima_log,
         )?;
+        self.check_rollback(&sub.node, &image)?;
         self.store.put_node(&NodeRecord {
             last_clock: Some(verified.clock_info),
             ..record.clone()
         })?;
-        Ok(match &record.state {
-            NodeState::Pending { reason } => Verdict::Pending {
+        if let NodeState::Pending { reason } = &record.state {
+            return Ok(Verdict::Pending {
                 node: sub.node.clone(),
                 reason: reason.clone(),
+            });
+        }
+        self.store
+            .record_version(&sub.node, &image.name, image.version)?;
+        Ok(Verdict::Attested {
+            node: sub.node.clone(),
+            image: ImageRef {
+                name: image.name.clone(),
+                version: image.version,
             },
-            _ => Verdict::Attested {
-                node: sub.node.clone(),
-                image: ImageRef {
-                    name: image.name.clone(),
-                    version: image.version,
-                },
-                secret: self.sealed_secret(record)?,
-            },
+            secret: self.sealed_secret(record)?,
         })
+    }
+
+    /// A version below the highest the node was attested running is a
+    /// rollback (an old, signed, perhaps vulnerable image replayed),
+    /// unless the operator pinned the node to exactly that version.
+    fn check_rollback(&self, node: &NodeId, image: &ReleasedImage) -> Result<(), ServiceError> {
+        let Some(highest) = self.store.highest_version(node, &image.name)? else {
+            return Ok(());
+        };
+        let pinned = self.policy.pinned_version(node, &image.name) == Some(image.version);
+        if image.version < highest && !pinned {
+            return Err(Refusal::Rollback {
+                node: node.clone(),
+                name: image.name.clone(),
+                version: image.version,
+                highest,
+            }
+            .into());
+        }
+        Ok(())
     }
 
     /// The node's secret file, sealed to its EK and AK; `None` when the

@@ -144,6 +144,22 @@ pub enum Refusal {
         /// Version.
         version: u64,
     },
+    /// An older version than the node already ran, not pinned by the
+    /// operator.
+    #[error(
+        "node {node} runs {name} version {version}, older than version {highest} it was attested \
+         with before; pin the node to {version} (force-version) to allow the downgrade"
+    )]
+    Rollback {
+        /// The node.
+        node: NodeId,
+        /// Image name.
+        name: String,
+        /// The version it booted.
+        version: u64,
+        /// The highest version it was attested running.
+        highest: u64,
+    },
     /// The image has no predicted measurements.
     #[error(
         "image {name} version {version} carries no predicted measurements; its boot cannot be attested"
@@ -232,6 +248,7 @@ impl Refusal {
             Refusal::ImaLog(_) => "event-log",
             Refusal::PcrReplay { .. } => "pcr-replay",
             Refusal::ImageUnknown { .. } => "image-unknown",
+            Refusal::Rollback { .. } => "rollback",
             Refusal::ImageUnmeasured { .. } => "image-unmeasured",
             Refusal::UkiNotBooted { .. } => "pcr4-uki",
             Refusal::Pcr11 { .. } => "pcr11",

@@ -18,7 +18,8 @@ use crate::attest::tpm::ClockInfo;
 
 /// Schema steps; the version lives in `attest_schema`, not `user_version`
 /// (which the lease store owns when both share a file).
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE attest_sessions (
         id            BLOB PRIMARY KEY NOT NULL,
         node          TEXT NOT NULL,
@@ -56,7 +57,16 @@ const MIGRATIONS: &[&str] = &["
         detail  TEXT NOT NULL
     ) STRICT;
     CREATE INDEX attest_timeline_node ON attest_timeline (node, seq);
-"];
+",
+    "
+    CREATE TABLE attest_versions (
+        node    TEXT NOT NULL,
+        image   TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        PRIMARY KEY (node, image)
+    ) STRICT;
+",
+];
 
 /// Attestation state in a SQLite file.
 #[derive(Debug)]
@@ -483,6 +493,34 @@ impl AttestStore for SqliteAttestStore {
         })
         .and_then(|rows| rows.collect())
         .map_err(self.err(format!("reading the timeline of node {node}")))
+    }
+
+    fn highest_version(&self, node: &NodeId, image: &str) -> Result<Option<u64>, AttestStoreError> {
+        let found: Option<i64> = self
+            .conn()
+            .prepare_cached("SELECT version FROM attest_versions WHERE node = ?1 AND image = ?2")
+            .and_then(|mut st| {
+                st.query_row([node.as_str(), image], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(self.err(format!("reading the versions node {node} ran")))?;
+        Ok(found.map(|v| u64::try_from(v).unwrap_or(0)))
+    }
+
+    fn record_version(
+        &self,
+        node: &NodeId,
+        image: &str,
+        version: u64,
+    ) -> Result<(), AttestStoreError> {
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO attest_versions (node, image, version) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (node, image) DO UPDATE SET version = MAX(version, excluded.version)",
+            )
+            .and_then(|mut st| st.execute(params![node.as_str(), image, secs(version)]))
+            .map_err(self.err(format!("recording the version node {node} runs")))?;
+        Ok(())
     }
 
     fn prune(&self, now: u64) -> Result<usize, AttestStoreError> {

@@ -149,6 +149,16 @@ pub trait AttestStore: Send + Sync + std::fmt::Debug {
     -> Result<(), AttestStoreError>;
     /// A node's timeline, oldest first.
     fn timeline(&self, node: &NodeId) -> Result<Vec<TimelineEntry>, AttestStoreError>;
+    /// The highest version of `image` the node was attested running.
+    fn highest_version(&self, node: &NodeId, image: &str) -> Result<Option<u64>, AttestStoreError>;
+    /// Records that the node was attested running `image` at `version`
+    /// (the highest is kept).
+    fn record_version(
+        &self,
+        node: &NodeId,
+        image: &str,
+        version: u64,
+    ) -> Result<(), AttestStoreError>;
     /// Deletes sessions and nonces that expired before `now`; returns how
     /// many. A used nonce is kept until it expires, so a replay within its
     /// lifetime is told apart from a made-up nonce.

@@ -38,6 +38,22 @@ fn contract(store: &dyn AttestStore) {
         }),
     };
     store.put_node(&record).unwrap();
+
+    // Versions: the highest per node and image is kept.
+    assert_eq!(store.highest_version(&id("n1"), "gpu-node").unwrap(), None);
+    for v in [3, 5, 4] {
+        store.record_version(&id("n1"), "gpu-node", v).unwrap();
+    }
+    store.record_version(&id("n2"), "gpu-node", 9).unwrap();
+    store.record_version(&id("n1"), "cpu-node", 1).unwrap();
+    assert_eq!(
+        store.highest_version(&id("n1"), "gpu-node").unwrap(),
+        Some(5)
+    );
+    assert_eq!(
+        store.highest_version(&id("n1"), "cpu-node").unwrap(),
+        Some(1)
+    );
     assert_eq!(store.node(&id("n1")).unwrap(), Some(record.clone()));
     assert_eq!(store.node_with_ek(&[2; 10]).unwrap(), Some(id("n1")));
     assert_eq!(store.node_with_ek(&[9; 10]).unwrap(), None);
