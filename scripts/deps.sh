@@ -79,6 +79,9 @@ packages=(
   # ids; openssl verifies the provenance envelope's Ed25519 signature over a
   # DSSE PAE computed by python3
   node-spdx-license-ids node-spdx-exceptions openssl python3
+  # pxe agent::gpu tests: lspci (-mm -n -D) lists this machine's PCI
+  # functions, compared with what the sysfs walker reads from /sys
+  pciutils
 )
 
 missing=()

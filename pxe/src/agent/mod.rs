@@ -8,6 +8,7 @@
 //!   over HTTP ([`http`], [`download`]), PCR 15 and attestation
 //!   ([`attestation`]), the new root ([`switch_root`]), each step retried
 //!   with backoff ([`retry`]);
+//! - [`gpu`]: the node's GPU inventory from sysfs, for attestation;
 //! - the parts that do not need to be PID 1: verify the signed manifest
 //!   with the trust root baked into the initramfs, stream the root
 //!   filesystem while hashing it, enroll the TPM, measure into PCR 15 and
@@ -31,6 +32,7 @@ pub mod boot;
 pub mod cmdline;
 pub mod download;
 pub mod fetch;
+pub mod gpu;
 pub mod http;
 pub mod init;
 pub mod modules;

@@ -9,6 +9,8 @@
 //!   swtpm transports) and a simulated TPM for load generation.
 //! - [`protocol`]: the messages between agent and server, and the routes.
 //! - [`image`]: a verified image manifest reduced to what attestation checks.
+//! - [`gpu`]: the GPU inventory a node reports (measured into PCR 15) and
+//!   the site's profile it must match.
 //! - [`service`]: the server's state machine (enroll, activate, nonce,
 //!   quote, approve, revoke) over a store; the agent side is
 //!   [`crate::agent`].
@@ -35,6 +37,7 @@
 pub mod credential;
 pub mod ek;
 pub mod eventlog;
+pub mod gpu;
 pub mod image;
 pub mod protocol;
 pub mod quote;
