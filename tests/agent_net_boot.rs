@@ -416,6 +416,7 @@ fn an_attested_node_gets_its_secret_and_runs_the_image() {
     let fail = || format!("serial log:\n{log}\nserver log:\n{}", lab.log_text());
     for want in [
         "ironrack agent: firmware event log: ".to_owned(),
+        "ironrack agent: GPU inventory: no NVIDIA PCI functions".to_owned(),
         format!("ironrack agent: enrollment: enrolled as {ATTESTED_MAC}"),
         format!("ironrack agent: attested: {ATTESTED_MAC} runs {IMAGE}@1"),
         format!(

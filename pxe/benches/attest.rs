@@ -21,6 +21,7 @@ use ironrack_pxe::attest::eventlog::agent::AgentLog;
 use ironrack_pxe::attest::eventlog::{
     AlgorithmId, DevicePath, Digest, EventLog, EventLogBuilder, EventType, ImageLoadEvent,
 };
+use ironrack_pxe::attest::gpu::GpuInventory;
 use ironrack_pxe::attest::image::ReleasedImage;
 use ironrack_pxe::attest::protocol::{
     ActivateRequest, Bytes, EnrollRequest, ImageRef, NodeId, NonceRequest, PcrValue,
@@ -195,7 +196,12 @@ fn attested_site(tpm: &mut SimulatedTpm) -> (AttestService, NodeId, Vec<u8>, Vec
     );
     let bytes = manifest.to_bytes().expect("manifest");
     let image = ReleasedImage::from_manifest(&bytes, &manifest).expect("image");
-    let agent_log = AgentLog::expected(image.manifest_sha256, image.rootfs_sha256);
+    let gpus = GpuInventory::default().canonical_bytes();
+    let agent_log = AgentLog::expected(
+        image.manifest_sha256,
+        image.rootfs_sha256,
+        Sha256::digest(&gpus).into(),
+    );
     for e in &agent_log.events {
         tpm.extend(15, &e.sha256).expect("extend");
     }
@@ -271,6 +277,7 @@ fn bench_service(budget: Duration) {
                 firmware_log: Bytes(fw.clone()),
                 agent_log: Bytes(agent_log.clone()),
                 ima_log: Bytes::default(),
+                gpus: Bytes(GpuInventory::default().canonical_bytes()),
                 image: image.clone(),
             }
         };

@@ -21,6 +21,7 @@ use ironrack_keys::{Timestamp, Trust};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::attest::gpu::GpuProfile;
 use crate::attest::image::ReleasedImage;
 use crate::attest::protocol::NodeId;
 use crate::attest::service::NodePolicy;
@@ -128,6 +129,9 @@ struct SitePolicy(Arc<Site>);
 impl NodePolicy for SitePolicy {
     fn pinned_version(&self, node: &NodeId, image: &str) -> Option<u64> {
         self.0.pinned_version(node.as_str(), image)
+    }
+    fn gpu_profile(&self, node: &NodeId) -> Option<GpuProfile> {
+        self.0.gpu_profile(node.as_str())
     }
 }
 

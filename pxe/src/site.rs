@@ -107,6 +107,9 @@ pub struct SiteConfig {
     /// The attestation service (`[attest]`); every key has a default.
     #[serde(default)]
     pub attest: AttestSettings,
+    /// Hardware profiles nodes name with `profile = "NAME"`.
+    #[serde(default, rename = "profile")]
+    pub profiles: std::collections::BTreeMap<String, ProfileConfig>,
 }
 
 /// `[server]`: settings every part of the service shares.
@@ -306,6 +309,17 @@ pub struct RackConfig {
     /// The rack's nodes (`[[rack.node]]`).
     #[serde(default, rename = "node")]
     pub nodes: Vec<NodeConfig>,
+}
+
+/// `[profile.NAME]`: what attestation checks a node of this profile
+/// against.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ProfileConfig {
+    /// The NVIDIA PCI functions the node must show, counted by device id:
+    /// `"8 x 0x2330"`, `"8 x 0x2330 + 4 x 0x22a3"` (NVSwitches count too),
+    /// or `"none"`.
+    pub gpus: Option<crate::attest::gpu::GpuProfile>,
 }
 
 /// `[[rack.node]]`: one machine.
@@ -606,6 +620,12 @@ impl Site {
 
     /// The version of `image` the operator pinned node `id` to with
     /// `force-version` (which allows a downgrade), if any.
+    /// The GPUs node `id` must show: its profile's `gpus`, if any.
+    pub fn gpu_profile(&self, id: &str) -> Option<crate::attest::gpu::GpuProfile> {
+        let name = self.node_by_id(id)?.config.profile.as_ref()?;
+        self.config.profiles.get(name)?.gpus.clone()
+    }
+
     pub fn pinned_version(&self, id: &str, image: &str) -> Option<u64> {
         let config = &self.node_by_id(id)?.config;
         let same_image = config.image.as_deref().is_none_or(|i| i == image);

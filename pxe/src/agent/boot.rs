@@ -14,12 +14,14 @@ use ironrack_keys::{Timestamp, Trust};
 
 use super::attestation::{AttestError, PENDING_BACKOFF, measure_and_attest, open_tpm};
 use super::download::{DownloadError, FetchedImage, ImageRequest, fetch_image};
+use super::gpu::read_inventory;
 use super::http::{DEFAULT_TIMEOUT, HttpClient, HttpError};
 use super::init::{Console, Stage1};
 use super::network::{NetError, NetSetup, mac_text};
 use super::retry::{Backoff, Failure, retry};
 use super::switch_root::{RootLayout, SwitchError, prepare_root};
 use super::{AgentError, FIRMWARE_LOG, IMA_LOG, NodeAgent};
+use crate::attest::gpu::GpuInventory;
 use crate::attest::protocol::{NodeId, Verdict};
 
 /// The init of the image the agent hands over to.
@@ -145,8 +147,12 @@ pub fn run_stage2<W: Write>(
         device.display()
     ));
     let firmware_log = firmware_log(root, console);
-    let mut agent =
-        NodeAgent::new(tpm, client, node).with_ima_log(root.join(IMA_LOG.trim_start_matches('/')));
+    let gpus =
+        read_inventory(&root.join("sys")).map_err(|e| AttestError::from(AgentError::from(e)))?;
+    console.line(format_args!("GPU inventory: {}", describe_gpus(&gpus)));
+    let mut agent = NodeAgent::new(tpm, client, node)
+        .with_ima_log(root.join(IMA_LOG.trim_start_matches('/')))
+        .with_gpus(gpus);
     let verdict = measure_and_attest(
         &mut agent,
         &image.image,
@@ -263,6 +269,25 @@ fn write_secret(root: &Path, secret: &[u8]) -> Result<PathBuf, AgentError> {
         .map_err(failed)?;
     std::fs::rename(&tmp, &path).map_err(failed)?;
     Ok(path)
+}
+
+fn describe_gpus(gpus: &GpuInventory) -> String {
+    if gpus.devices.is_empty() {
+        return "no NVIDIA PCI functions".into();
+    }
+    let mut counts = std::collections::BTreeMap::new();
+    for d in &gpus.devices {
+        *counts.entry(d.device).or_insert(0u32) += 1;
+    }
+    let ids: Vec<String> = counts
+        .iter()
+        .map(|(id, n)| format!("{n} x {id:#06x}"))
+        .collect();
+    format!(
+        "{} (driver {})",
+        ids.join(" + "),
+        gpus.driver.as_deref().unwrap_or("not loaded")
+    )
 }
 
 fn describe(verdict: &Verdict) -> String {

@@ -97,6 +97,9 @@ pub enum AgentError {
     /// The rootfs download failed or did not match.
     #[error("rootfs")]
     Fetch(#[from] FetchError),
+    /// The node's PCI devices could not be read.
+    #[error("reading the GPU inventory")]
+    Gpus(#[from] gpu::GpuReadError),
     /// The secret the server released did not open.
     #[error("opening the node's secret")]
     Secret(#[from] crate::attest::secret::SecretError),

@@ -7,6 +7,7 @@ use zeroize::Zeroizing;
 
 use super::AgentError;
 use crate::attest::eventlog::agent::{AGENT_PCR, AgentLog, AgentMeasurement};
+use crate::attest::gpu::GpuInventory;
 use crate::attest::image::ReleasedImage;
 use crate::attest::protocol::{
     ActivateRequest, AttestClient, Bytes, EnrollRequest, ImageRef, NodeId, NonceRequest, PcrValue,
@@ -42,6 +43,7 @@ pub struct NodeAgent<T, C> {
     ak_template: AkTemplate,
     log: AgentLog,
     ima_log: Option<PathBuf>,
+    gpus: GpuInventory,
 }
 
 fn tpm_step(step: &'static str) -> impl FnOnce(TpmError) -> AgentError {
@@ -67,7 +69,14 @@ impl<T: Transport, C: AttestClient> NodeAgent<T, C> {
             ak_template: AkTemplate::default(),
             log: AgentLog::new(),
             ima_log: None,
+            gpus: GpuInventory::default(),
         }
+    }
+
+    /// The GPU inventory the agent measures and reports (none by default).
+    pub fn with_gpus(mut self, gpus: GpuInventory) -> Self {
+        self.gpus = gpus;
+        self
     }
 
     /// Sends the kernel's IMA measurement list (read from `path`, normally
@@ -225,10 +234,12 @@ impl<T: Transport, C: AttestClient> NodeAgent<T, C> {
     }
 
     /// Measures a verified image: the manifest's digest, then the rootfs's
-    /// (call only after the rootfs was fetched and matched).
+    /// (call only after the rootfs was fetched and matched), then the GPU
+    /// inventory's.
     pub fn measure_image(&mut self, image: &ReleasedImage) -> Result<(), AgentError> {
         self.measure(AgentMeasurement::Manifest, image.manifest_sha256)?;
-        self.measure(AgentMeasurement::Rootfs, image.rootfs_sha256)
+        self.measure(AgentMeasurement::Rootfs, image.rootfs_sha256)?;
+        self.measure(AgentMeasurement::Gpus, self.gpus.sha256())
     }
 
     /// Attests: a nonce, a quote over SHA-256 PCRs 0-15, the submission
@@ -288,6 +299,7 @@ impl<T: Transport, C: AttestClient> NodeAgent<T, C> {
             firmware_log: Bytes(firmware_log.to_vec()),
             agent_log: Bytes(self.log.to_bytes()),
             ima_log: Bytes(ima_log),
+            gpus: Bytes(self.gpus.canonical_bytes()),
             image,
         };
         match self.call("quote", Request::Quote(Box::new(submission)))? {

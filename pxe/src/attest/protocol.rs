@@ -325,6 +325,9 @@ pub struct QuoteSubmission {
     /// PCR 10), empty when the kernel has none.
     #[serde(default, skip_serializing_if = "Bytes::is_empty")]
     pub ima_log: Bytes,
+    /// The node's GPU inventory, canonical JSON (`attest::gpu`), measured
+    /// into PCR 15 after the rootfs.
+    pub gpus: Bytes,
     /// The image the node verified and measured.
     pub image: ImageRef,
 }

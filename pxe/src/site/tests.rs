@@ -46,6 +46,9 @@ hostname = "gpu-r01-n02"
 ip = "198.18.4.12"
 boot-file = "ipxe.efi"
 
+[profile.h100x8]
+gpus = "8 x 0x2330"
+
 [tftp]
 max-sessions = 64
 
@@ -361,6 +364,27 @@ fn the_documented_example_site_loads() {
     assert!(site.config.boot.ipxe_deb.is_some());
     assert_eq!(site.config.attest.ek_roots.len(), 1);
     assert_eq!(site.config.attest.nonce_seconds, 60);
+}
+
+#[test]
+fn profiles_give_gpu_counts_and_an_undefined_one_names_the_node() {
+    let site = load(GOOD).unwrap();
+    assert_eq!(
+        site.gpu_profile("gpu-r01-n01").map(|p| p.to_string()),
+        Some("8 x 0x2330".into())
+    );
+    assert_eq!(site.gpu_profile("52:54:00:00:01:02"), None, "no profile");
+    let err = load(&GOOD.replace("profile = \"h100x8\"", "profile = \"a100x4\""))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("gpu-r01-n01") && err.contains("a100x4"),
+        "{err}"
+    );
+    let err = load(&GOOD.replace("gpus = \"8 x 0x2330\"", "gpus = \"8 x nvidia\""))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("nvidia"), "{err}");
 }
 
 #[test]

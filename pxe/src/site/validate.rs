@@ -237,6 +237,16 @@ impl Validator<'_> {
                         second: node.mac,
                     });
                 }
+                if let Some(profile) = &node.profile
+                    && !config.profiles.contains_key(profile)
+                {
+                    return Err(self.invalid(
+                        format!("rack.{}.node.{name}.profile", rack.name),
+                        format!(
+                            "names profile {profile:?}, which no [profile.{profile}] table defines"
+                        ),
+                    ));
+                }
                 if let Some(file) = &node.boot_file {
                     self.boot_file(&format!("node {name}: boot-file"), file)?;
                 }

@@ -14,6 +14,11 @@ use crate::support::{
     Firmware, ROOTFS, SignedImage, Site, Tamper, local_ca_trust, measured_boot, node,
 };
 
+/// What a node without NVIDIA devices measures.
+fn no_gpus() -> [u8; 32] {
+    ironrack_pxe::attest::gpu::GpuInventory::default().sha256()
+}
+
 /// The refusal code of an agent error.
 fn code(err: &AgentError) -> &str {
     match err {
@@ -133,8 +138,9 @@ fn edited_agent_log_is_refused_naming_pcr_15() {
     // The node measured the real image but claims another rootfs.
     let (_sw, mut agent) = enrolled(&site, "n-log", |r| {
         if let Request::Quote(q) = r {
-            q.agent_log =
-                Bytes(AgentLog::expected(released.manifest_sha256, other_rootfs).to_bytes());
+            q.agent_log = Bytes(
+                AgentLog::expected(released.manifest_sha256, other_rootfs, no_gpus()).to_bytes(),
+            );
         }
     });
     let dir = tempfile::tempdir().unwrap();
@@ -183,6 +189,7 @@ fn wrong_rootfs_measured_is_refused_naming_it() {
     agent
         .measure(AgentMeasurement::Rootfs, Sha256::digest(b"tampered").into())
         .unwrap();
+    agent.measure(AgentMeasurement::Gpus, no_gpus()).unwrap();
     let err = agent
         .attest(&site.firmware.log, site.image.image_ref())
         .unwrap_err();
@@ -448,6 +455,9 @@ fn an_older_image_than_the_node_ran_is_a_rollback_unless_pinned() {
         fn pinned_version(&self, _: &NodeId, _: &str) -> Option<u64> {
             Some(self.0)
         }
+        fn gpu_profile(&self, _: &NodeId) -> Option<ironrack_pxe::attest::gpu::GpuProfile> {
+            None
+        }
     }
     if !crate::swtpm::available() {
         return;
@@ -488,4 +498,75 @@ fn an_older_image_than_the_node_ran_is_a_rollback_unless_pinned() {
         "rollback",
         "a pin on another version"
     );
+}
+
+/// The GPUs a node shows (read from a sysfs-shaped fixture by the agent's
+/// own reader) must be the site's profile for it; the inventory sent is
+/// bound to the quote through PCR 15.
+#[test]
+fn gpu_inventory_must_match_the_profile_and_the_measurement() {
+    use ironrack_pxe::agent::gpu::{read_inventory, write_fixture};
+    use ironrack_pxe::attest::gpu::{GpuDevice, GpuProfile};
+    use ironrack_pxe::attest::protocol::NodeId;
+    use ironrack_pxe::attest::service::NodePolicy;
+    use std::sync::Arc;
+
+    struct Profile;
+    impl NodePolicy for Profile {
+        fn pinned_version(&self, _: &NodeId, _: &str) -> Option<u64> {
+            None
+        }
+        fn gpu_profile(&self, _: &NodeId) -> Option<GpuProfile> {
+            Some("8 x 0x2330".parse().unwrap())
+        }
+    }
+    if !crate::swtpm::available() {
+        return;
+    }
+    let sysfs = |count: usize| {
+        let dir = tempfile::tempdir().unwrap();
+        let devices: Vec<GpuDevice> = (0..count)
+            .map(|i| GpuDevice {
+                address: format!("0000:{:02x}:00.0", 0x18 + i),
+                device: 0x2330,
+                class: 0x030200,
+                link_width: Some(16),
+                link_speed: Some("32.0 GT/s PCIe".into()),
+            })
+            .collect();
+        write_fixture(dir.path(), &devices, Some("535.261.03")).unwrap();
+        read_inventory(dir.path()).unwrap()
+    };
+    let boot = |gpus, edit: Box<dyn FnMut(&mut Request)>| {
+        let mut site = Site::new(local_ca_trust());
+        site.service = site.service.with_policy(Arc::new(Profile));
+        let (_sw, tpm) = site.booted_tpm();
+        let mut agent =
+            NodeAgent::new(tpm, Tamper::new(&site.service, edit), node("n-gpu")).with_gpus(gpus);
+        agent.enroll().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        measured_boot(&mut agent, &site, dir.path())
+    };
+    let verdict = boot(sysfs(8), Box::new(|_| {})).unwrap();
+    assert!(matches!(verdict, Verdict::Attested { .. }), "{verdict:?}");
+
+    let err = boot(sysfs(7), Box::new(|_| {})).unwrap_err();
+    assert_eq!(code(&err), "gpu-profile");
+    assert!(
+        reason(&err).contains("expected 8 x 0x2330, found 7 x 0x2330"),
+        "{err}"
+    );
+
+    // Seven measured, eight claimed: the claim is not what PCR 15 holds.
+    let eight = sysfs(8).canonical_bytes();
+    let err = boot(
+        sysfs(7),
+        Box::new(move |r| {
+            if let Request::Quote(q) = r {
+                q.gpus = Bytes(eight.clone());
+            }
+        }),
+    )
+    .unwrap_err();
+    assert_eq!(code(&err), "agent-gpus");
 }

@@ -53,12 +53,18 @@ fn submission() -> impl Strategy<Value = QuoteSubmission> {
             bytes(),
             bytes(),
             bytes(),
+            bytes(),
         ),
         prop::collection::vec((any::<u16>(), any::<u32>(), bytes()), 0..4),
         ("[a-z-]{1,16}", any::<u64>()),
     )
         .prop_map(
-            |(node, (nonce, attest, signature, sel, fw, agent, ima), pcrs, (name, version))| {
+            |(
+                node,
+                (nonce, attest, signature, sel, fw, agent, ima, gpus),
+                pcrs,
+                (name, version),
+            )| {
                 QuoteSubmission {
                     node,
                     nonce,
@@ -72,6 +78,7 @@ fn submission() -> impl Strategy<Value = QuoteSubmission> {
                     firmware_log: fw,
                     agent_log: agent,
                     ima_log: ima,
+                    gpus,
                     image: ImageRef { name, version },
                 }
             },
@@ -178,6 +185,7 @@ mod service {
             firmware_log in blob(),
             agent_log in blob(),
             ima_log in blob(),
+            gpus in blob(),
             values in prop::collection::vec((any::<u16>(), 0u32..24, blob()), 0..20),
         ) {
             let (service, tpm, node) = site();
@@ -202,6 +210,7 @@ mod service {
                 firmware_log: Bytes(firmware_log),
                 agent_log: Bytes(agent_log),
                 ima_log: Bytes(ima_log),
+                gpus: Bytes(gpus),
                 image: ImageRef { name: "gpu-node".into(), version: 1 },
             };
             let answer = service.handle(&Request::Quote(Box::new(submission))).unwrap();

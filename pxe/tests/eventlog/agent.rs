@@ -14,12 +14,17 @@ fn manifest_and_rootfs() -> ([u8; 32], [u8; 32]) {
     )
 }
 
+fn gpus() -> [u8; 32] {
+    Sha256::digest(b"{\"devices\":[]}").into()
+}
+
 #[test]
 fn server_prediction_matches_the_replayed_agent_log() {
     let (manifest, rootfs) = manifest_and_rootfs();
     let mut agent = AgentLog::new();
     agent.record(AgentMeasurement::Manifest, manifest);
     agent.record(AgentMeasurement::Rootfs, rootfs);
+    agent.record(AgentMeasurement::Gpus, gpus());
     let bytes = agent.to_bytes();
 
     // Server side: the same parser, replay and policy as for firmware logs.
@@ -35,7 +40,7 @@ fn server_prediction_matches_the_replayed_agent_log() {
         .to_vec();
 
     let mut independent = [0u8; 32].to_vec();
-    for digest in [manifest, rootfs] {
+    for digest in [manifest, rootfs, gpus()] {
         independent = Sha256::new()
             .chain_update(&independent)
             .chain_update(digest)
@@ -44,12 +49,14 @@ fn server_prediction_matches_the_replayed_agent_log() {
     }
     assert_eq!(pcr15, independent);
     assert_eq!(
-        AgentLog::expected(manifest, rootfs).pcr_value().to_vec(),
+        AgentLog::expected(manifest, rootfs, gpus())
+            .pcr_value()
+            .to_vec(),
         independent
     );
     assert_eq!(
         AgentLog::parse(&bytes).unwrap(),
-        AgentLog::expected(manifest, rootfs)
+        AgentLog::expected(manifest, rootfs, gpus())
     );
 }
 
@@ -59,9 +66,10 @@ fn order_matters() {
     let mut swapped = AgentLog::new();
     swapped.record(AgentMeasurement::Rootfs, rootfs);
     swapped.record(AgentMeasurement::Manifest, manifest);
+    swapped.record(AgentMeasurement::Gpus, gpus());
     assert_ne!(
         swapped.pcr_value(),
-        AgentLog::expected(manifest, rootfs).pcr_value()
+        AgentLog::expected(manifest, rootfs, gpus()).pcr_value()
     );
 }
 

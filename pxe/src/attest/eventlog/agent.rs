@@ -10,13 +10,15 @@
 //! - every event in PCR [`AGENT_PCR`] (15) with type `EV_EVENT_TAG`;
 //! - event data = `TCG_PCClientTaggedEvent { taggedEventID: AGENT_TAG_ID,
 //!   taggedEventDataSize, taggedEventData }`, where the tagged data is the
-//!   UTF-8 label of what was measured (`manifest`, `rootfs`);
+//!   UTF-8 label of what was measured (`manifest`, `rootfs`, `gpus`);
 //! - the digest = SHA-256 of the measured artifact itself: the signed
-//!   manifest file's bytes, the root filesystem image's bytes. The agent
-//!   extends PCR 15 with exactly that digest.
+//!   manifest file's bytes, the root filesystem image's bytes, the GPU
+//!   inventory's canonical JSON (`attest::gpu`). The agent extends PCR 15
+//!   with exactly that digest.
 //!
-//! The agent measures the manifest first, then the rootfs, so the server
-//! predicts PCR 15 as `extend(extend(0, sha256(manifest)), sha256(rootfs))`
+//! The agent measures the manifest first, then the rootfs, then the GPU
+//! inventory, so the server predicts PCR 15 as
+//! `extend(extend(extend(0, sha256(manifest)), sha256(rootfs)), sha256(gpus))`
 //! ([`AgentLog::expected`]) and compares it with both the quote and the
 //! replayed log.
 //!
@@ -50,6 +52,8 @@ pub enum AgentMeasurement {
     Manifest,
     /// The root filesystem image the agent streamed and verified.
     Rootfs,
+    /// The node's GPU inventory (`GpuInventory::canonical_bytes`).
+    Gpus,
 }
 
 impl AgentMeasurement {
@@ -58,6 +62,7 @@ impl AgentMeasurement {
         match self {
             Self::Manifest => "manifest",
             Self::Rootfs => "rootfs",
+            Self::Gpus => "gpus",
         }
     }
 
@@ -66,6 +71,7 @@ impl AgentMeasurement {
         match label {
             b"manifest" => Some(Self::Manifest),
             b"rootfs" => Some(Self::Rootfs),
+            b"gpus" => Some(Self::Gpus),
             _ => None,
         }
     }
@@ -93,12 +99,17 @@ impl AgentLog {
         Self::default()
     }
 
-    /// The log the agent writes for a verified manifest and rootfs, in the
-    /// order it measures them.
-    pub fn expected(manifest_sha256: [u8; 32], rootfs_sha256: [u8; 32]) -> Self {
+    /// The log the agent writes for a verified manifest, its rootfs and
+    /// the node's GPU inventory, in the order it measures them.
+    pub fn expected(
+        manifest_sha256: [u8; 32],
+        rootfs_sha256: [u8; 32],
+        gpus_sha256: [u8; 32],
+    ) -> Self {
         let mut log = Self::new();
         log.record(AgentMeasurement::Manifest, manifest_sha256);
         log.record(AgentMeasurement::Rootfs, rootfs_sha256);
+        log.record(AgentMeasurement::Gpus, gpus_sha256);
         log
     }
 
@@ -194,7 +205,7 @@ mod tests {
 
     #[test]
     fn round_trip_and_replay_agree() {
-        let log = AgentLog::expected([1; 32], [2; 32]);
+        let log = AgentLog::expected([1; 32], [2; 32], [3; 32]);
         let bytes = log.to_bytes();
         assert_eq!(AgentLog::parse(&bytes).unwrap(), log);
         let replayed = EventLog::parse(&bytes).unwrap().replay().unwrap();

@@ -7,13 +7,16 @@
 //! every quoted PCR (firmware log then the kernel's IMA list for 0-14,
 //! agent log for 15), then the
 //! image policy: PCR 4 started the manifest's UKI, PCR 11 is the predicted
-//! value, PCR 15 holds exactly the manifest and rootfs digests.
+//! value, PCR 15 holds exactly the manifest, rootfs and GPU inventory
+//! digests, and the inventory (now bound to the quote) matches the node's
+//! profile when the site gives it one.
 
 use sha2::{Digest as _, Sha256};
 
 use crate::attest::eventlog::agent::{AGENT_PCR, AgentLog, AgentMeasurement};
 use crate::attest::eventlog::ima::ImaLog;
 use crate::attest::eventlog::{self, AlgorithmId, EventLog, EventType, policy};
+use crate::attest::gpu::{GpuInventory, GpuProfile};
 use crate::attest::image::{ReleasedImage, hex32};
 use crate::attest::tpm::PcrValues;
 use crate::attest::tpm::constants::alg;
@@ -25,13 +28,21 @@ const QUOTED: std::ops::Range<u32> = 0..16;
 
 /// Checks the logs against the (already signature-verified) PCR values and
 /// the image.
+/// What a node submitted with its quote, beside the PCR values.
+pub(crate) struct Logs<'a> {
+    pub firmware: &'a [u8],
+    pub agent: &'a [u8],
+    pub ima: &'a [u8],
+    pub gpus: &'a [u8],
+}
+
 pub(crate) fn check(
     image: &ReleasedImage,
     pcrs: &PcrValues,
-    firmware_log: &[u8],
-    agent_log: &[u8],
-    ima_log: &[u8],
+    logs: &Logs<'_>,
+    gpu_profile: Option<&GpuProfile>,
 ) -> Result<(), Refusal> {
+    let (firmware_log, agent_log, ima_log) = (logs.firmware, logs.agent, logs.ima);
     let firmware = EventLog::parse(firmware_log).map_err(|source| Refusal::EventLog {
         which: "firmware",
         source,
@@ -60,7 +71,26 @@ pub(crate) fn check(
         });
     }
     check_replay(&firmware, &agent, &ima, pcrs)?;
-    check_image(image, &firmware, &agent, pcrs)
+    check_image(image, &firmware, &agent, pcrs)?;
+    check_gpus(&agent, logs.gpus, gpu_profile)
+}
+
+/// The inventory the node sent must be the one it measured (the third
+/// agent event), canonical, and as the site's profile says.
+fn check_gpus(agent: &AgentLog, gpus: &[u8], profile: Option<&GpuProfile>) -> Result<(), Refusal> {
+    let inventory = GpuInventory::from_canonical(gpus).map_err(Refusal::GpuInventory)?;
+    let measured = agent.events[2].sha256;
+    let sent: [u8; 32] = Sha256::digest(gpus).into();
+    if measured != sent {
+        return Err(Refusal::AgentGpus {
+            expected: hex::encode(sent),
+            got: hex::encode(measured),
+        });
+    }
+    if let Some(profile) = profile {
+        profile.check(&inventory).map_err(Refusal::GpuProfile)?;
+    }
+    Ok(())
 }
 
 fn check_replay(
@@ -149,15 +179,17 @@ fn check_image(
 
 fn check_agent_log(image: &ReleasedImage, agent: &AgentLog) -> Result<(), Refusal> {
     let kinds: Vec<_> = agent.events.iter().map(|e| e.what.label()).collect();
-    let [manifest, rootfs] = agent.events.as_slice() else {
-        return Err(Refusal::AgentLogShape {
-            reason: format!("events {kinds:?}, expected [\"manifest\", \"rootfs\"]"),
-        });
+    let shape = || Refusal::AgentLogShape {
+        reason: format!("events {kinds:?}, expected [\"manifest\", \"rootfs\", \"gpus\"]"),
     };
-    if manifest.what != AgentMeasurement::Manifest || rootfs.what != AgentMeasurement::Rootfs {
-        return Err(Refusal::AgentLogShape {
-            reason: format!("events {kinds:?}, expected [\"manifest\", \"rootfs\"]"),
-        });
+    let [manifest, rootfs, gpus] = agent.events.as_slice() else {
+        return Err(shape());
+    };
+    if manifest.what != AgentMeasurement::Manifest
+        || rootfs.what != AgentMeasurement::Rootfs
+        || gpus.what != AgentMeasurement::Gpus
+    {
+        return Err(shape());
     }
     if manifest.sha256 != image.manifest_sha256 {
         return Err(Refusal::AgentManifest {

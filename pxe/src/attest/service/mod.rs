@@ -35,6 +35,7 @@ pub use store::{
 
 use crate::attest::credential::make_credential;
 use crate::attest::ek::{EkError, EkTrust, verify_ek_certificate};
+use crate::attest::gpu::GpuProfile;
 use crate::attest::image::ReleasedImage;
 use crate::attest::protocol::{
     ActivateRequest, Bytes, Challenge, EnrollRequest, ImageRef, NodeId, NonceRequest,
@@ -57,6 +58,8 @@ pub trait NodePolicy: Send + Sync {
     /// The version of `image` the operator pinned the node to
     /// (`force-version`): it may run it even below a version it ran before.
     fn pinned_version(&self, node: &NodeId, image: &str) -> Option<u64>;
+    /// The GPUs the node must show (`[profile.NAME] gpus`), if any.
+    fn gpu_profile(&self, node: &NodeId) -> Option<GpuProfile>;
 }
 
 /// No site: no pins.
@@ -65,6 +68,9 @@ pub struct NoPolicy;
 
 impl NodePolicy for NoPolicy {
     fn pinned_version(&self, _: &NodeId, _: &str) -> Option<u64> {
+        None
+    }
+    fn gpu_profile(&self, _: &NodeId) -> Option<GpuProfile> {
         None
     }
 }
@@ -485,13 +491,14 @@ impl AttestService {
                 name: sub.image.name.clone(),
                 version: sub.image.version,
             })?;
-        evidence::check(
-            &image,
-            &pcrs,
-            &sub.firmware_log,
-            &sub.agent_log,
-            &sub.ima_log,
-        )?;
+        let logs = evidence::Logs {
+            firmware: &sub.firmware_log,
+            agent: &sub.agent_log,
+            ima: &sub.ima_log,
+            gpus: &sub.gpus,
+        };
+        let profile = self.policy.gpu_profile(&sub.node);
+        evidence::check(&image, &pcrs, &logs, profile.as_ref())?;
         self.check_rollback(&sub.node, &image)?;
         self.store.put_node(&NodeRecord {
             last_clock: Some(verified.clock_info),

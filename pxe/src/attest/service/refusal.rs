@@ -144,6 +144,20 @@ pub enum Refusal {
         /// Version.
         version: u64,
     },
+    /// The GPU inventory is not canonical JSON.
+    #[error("GPU inventory")]
+    GpuInventory(#[source] crate::attest::gpu::GpuInventoryError),
+    /// The GPU inventory sent is not the one measured into PCR 15.
+    #[error("GPU inventory sent has SHA-256 {expected}, but the agent log measured {got}")]
+    AgentGpus {
+        /// SHA-256 of what was sent, hex.
+        expected: String,
+        /// What the agent log says, hex.
+        got: String,
+    },
+    /// The GPUs are not the node's profile.
+    #[error(transparent)]
+    GpuProfile(crate::attest::gpu::GpuMismatch),
     /// An older version than the node already ran, not pinned by the
     /// operator.
     #[error(
@@ -249,6 +263,9 @@ impl Refusal {
             Refusal::PcrReplay { .. } => "pcr-replay",
             Refusal::ImageUnknown { .. } => "image-unknown",
             Refusal::Rollback { .. } => "rollback",
+            Refusal::GpuInventory(_) => "malformed",
+            Refusal::AgentGpus { .. } => "agent-gpus",
+            Refusal::GpuProfile(_) => "gpu-profile",
             Refusal::ImageUnmeasured { .. } => "image-unmeasured",
             Refusal::UkiNotBooted { .. } => "pcr4-uki",
             Refusal::Pcr11 { .. } => "pcr11",
