@@ -344,6 +344,24 @@ fn agent_refuses_rollback_and_foreign_manifests() {
     )
     .unwrap_err();
     assert!(cause(err).contains("key"), "unknown signing key");
+    // The site revoked the signing key (the next trust version, signed by
+    // the root): its manifests are refused, the byte-exact good ones too.
+    let mut next = image.trust_file.next_version().unwrap();
+    next.signed.revoke(image.signer).unwrap();
+    next.sign(&image.root).unwrap();
+    let revoked = image
+        .trust
+        .update(&next.to_bytes().unwrap(), Timestamp::now())
+        .unwrap();
+    let err = ReleasedImage::verify(
+        &revoked,
+        &image.manifest,
+        &image.signature,
+        None,
+        Timestamp::now(),
+    )
+    .unwrap_err();
+    assert!(cause(err).contains("revoked"), "signed by a revoked key");
     // One byte of the manifest changed after signing.
     let mut edited = image.manifest.clone();
     let at = edited.iter().position(|&b| b == b'7').unwrap();

@@ -126,6 +126,11 @@ pub fn extend_log(tpm: &mut Tpm<SwtpmSocket>, log: &[u8]) {
 /// A signed image: trust, manifest, signature, rootfs bytes.
 pub struct SignedImage {
     pub trust: Trust,
+    /// The installed trust file, its root key and the signer's id (for a
+    /// next version that revokes the signer).
+    pub trust_file: TrustFile,
+    pub root: SecretKey,
+    pub signer: ironrack_keys::KeyId,
     pub manifest: Vec<u8>,
     pub signature: Vec<u8>,
     pub rootfs: Vec<u8>,
@@ -172,6 +177,9 @@ impl SignedImage {
         let (manifest, sig) = ironrack_keys::sign_manifest(&signer, &manifest).unwrap();
         SignedImage {
             trust,
+            signer: signer.key_id(),
+            trust_file: file,
+            root,
             manifest,
             signature: sig.to_file_text().into_bytes(),
             rootfs,
