@@ -302,8 +302,10 @@ const TOKEN: &str = "join-token-5f0c2a9e";
 /// systemd-stub, measured by `measure_uki` into the signed manifest), the
 /// agent verifies and measures the image, enrolls (trusted at once: the
 /// EK certificate chains to `[attest] ek-roots`), is attested against the
-/// manifest (PCR 4 shows the UKI, PCR 11 its prediction, PCR 15 the
-/// agent's log), receives its secret sealed to its TPM, writes it, and
+/// manifest and what the server served (PCR 4: the served iPXE, the UKI,
+/// its kernel and nothing else; PCR 10: the kernel's IMA list; PCR 11 the
+/// UKI's prediction; PCR 12 the command line the script passed; PCR 15 the
+/// agent's log with the GPU inventory), receives its secret sealed to its TPM, writes it, and
 /// switches to the image's init, which prints the secret it found.
 #[test]
 fn an_attested_node_gets_its_secret_and_runs_the_image() {
@@ -343,6 +345,7 @@ fn an_attested_node_gets_its_secret_and_runs_the_image() {
             "uki": "node.efi",
             "uki-authenticode": measured.uki_authenticode,
             "pcr11": measured.pcr11,
+            "kernel-authenticode": measured.kernel_authenticode,
             "agent-pcr": 15,
         },
     });

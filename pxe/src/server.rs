@@ -121,17 +121,53 @@ impl ImageCatalog for ServedImages {
     }
 }
 
-/// The attestation judge's view of the site's nodes: the operator's
-/// version pins (a pinned node may run an older version than before).
+/// The attestation judge's view of what this server set up: the site's
+/// pins and profiles, the command line its scripts pass each image, the
+/// iPXE binaries it serves. Made anew with every (re)load.
 #[derive(Debug)]
-struct SitePolicy(Arc<Site>);
+struct SitePolicy {
+    site: Arc<Site>,
+    images: Arc<ImageStore>,
+    loaders: Vec<[u8; 32]>,
+}
+
+impl SitePolicy {
+    fn new(site: Arc<Site>, images: Arc<ImageStore>, ipxe: &IpxeBinaries) -> Self {
+        let loaders = ipxe
+            .files
+            .values()
+            .filter_map(|b| b.authenticode_sha256.as_deref())
+            .filter_map(crate::attest::image::hex32)
+            .collect();
+        SitePolicy {
+            site,
+            images,
+            loaders,
+        }
+    }
+}
 
 impl NodePolicy for SitePolicy {
     fn pinned_version(&self, node: &NodeId, image: &str) -> Option<u64> {
-        self.0.pinned_version(node.as_str(), image)
+        self.site.pinned_version(node.as_str(), image)
     }
     fn gpu_profile(&self, node: &NodeId) -> Option<GpuProfile> {
-        self.0.gpu_profile(node.as_str())
+        self.site.gpu_profile(node.as_str())
+    }
+    fn secure_boot(&self, node: &NodeId) -> Option<bool> {
+        self.site.profile_of(node.as_str())?.secure_boot
+    }
+    fn load_options(&self, _: &NodeId, image: &ReleasedImage) -> Option<String> {
+        let served = self.images.get(&image.name, image.version)?;
+        Some(crate::net::http::script::uki_load_options(
+            served,
+            self.site.http_base(),
+        ))
+    }
+    fn boot_loaders(&self) -> Option<Vec<[u8; 32]>> {
+        // Without an iPXE package, a node may come by UEFI HTTP boot or
+        // another loader: PCR 4 is then checked for the UKI only.
+        (!self.loaders.is_empty()).then(|| self.loaders.clone())
     }
 }
 
@@ -310,7 +346,7 @@ struct Attest {
 }
 
 impl Attest {
-    fn service(&self, config: AttestConfig, site: Arc<Site>) -> Arc<AttestService> {
+    fn service(&self, config: AttestConfig, world: &World) -> Arc<AttestService> {
         tracing::info!(
             ek_roots = config.ek_trust.root_count(),
             nonce_seconds = config.nonce_ttl,
@@ -322,7 +358,11 @@ impl Attest {
                 Arc::clone(&self.catalog) as Arc<dyn ImageCatalog>,
                 config,
             )
-            .with_policy(Arc::new(SitePolicy(site))),
+            .with_policy(Arc::new(SitePolicy::new(
+                Arc::clone(&world.site),
+                Arc::clone(&world.images),
+                &world.ipxe,
+            ))),
         )
     }
 }
@@ -405,7 +445,7 @@ pub async fn serve(
         catalog,
     };
     let http_handle = http.handle();
-    http_handle.set_attest(attest.service(attest_config, Arc::clone(&site)));
+    http_handle.set_attest(attest.service(attest_config, &world));
     tracing::warn!(
         site = %site_path.display(), http = ?http.local_addrs(), tftp = ?tftp_addrs(&site),
         images = world.images.images().count(), refused = world.images.refused().len(),
@@ -520,7 +560,7 @@ impl Running {
         self.attest.catalog.replace(Arc::clone(&world.images));
         // EK roots are re-read: an operator adding a vendor CA needs no restart.
         self.http
-            .set_attest(self.attest.service(attest_config, Arc::clone(&site)));
+            .set_attest(self.attest.service(attest_config, &world));
         self.inventory.set_site(Arc::clone(&site));
         let _ = self.site_tx.send(Arc::clone(&site));
         tracing::warn!(

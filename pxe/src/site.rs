@@ -320,6 +320,9 @@ pub struct ProfileConfig {
     /// `"8 x 0x2330"`, `"8 x 0x2330 + 4 x 0x22a3"` (NVSwitches count too),
     /// or `"none"`.
     pub gpus: Option<crate::attest::gpu::GpuProfile>,
+    /// Whether the firmware must have Secure Boot on (PCR 7's
+    /// `SecureBoot` variable); unchecked when absent.
+    pub secure_boot: Option<bool>,
 }
 
 /// `[[rack.node]]`: one machine.
@@ -620,10 +623,15 @@ impl Site {
 
     /// The version of `image` the operator pinned node `id` to with
     /// `force-version` (which allows a downgrade), if any.
+    /// The profile node `id` names, if any.
+    pub fn profile_of(&self, id: &str) -> Option<&ProfileConfig> {
+        let name = self.node_by_id(id)?.config.profile.as_ref()?;
+        self.config.profiles.get(name)
+    }
+
     /// The GPUs node `id` must show: its profile's `gpus`, if any.
     pub fn gpu_profile(&self, id: &str) -> Option<crate::attest::gpu::GpuProfile> {
-        let name = self.node_by_id(id)?.config.profile.as_ref()?;
-        self.config.profiles.get(name)?.gpus.clone()
+        self.profile_of(id)?.gpus.clone()
     }
 
     pub fn pinned_version(&self, id: &str, image: &str) -> Option<u64> {

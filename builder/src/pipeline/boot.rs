@@ -580,6 +580,7 @@ pub(super) fn artifacts(
             uki: UKI_FILE.into(),
             uki_authenticode: measured.uki_authenticode,
             pcr11: measured.pcr11,
+            kernel_authenticode: Some(measured.kernel_authenticode),
             agent_pcr: AGENT_PCR,
         }),
         initramfs_modules: closure.load_order,

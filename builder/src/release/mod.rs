@@ -179,6 +179,10 @@ pub struct Measurements {
     pub uki_authenticode: String,
     /// PCR 11 after systemd-stub measured the UKI's sections.
     pub pcr11: String,
+    /// Authenticode SHA-256 of the UKI's `.linux` (the PCR 4 event when
+    /// the stub starts the kernel).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_authenticode: Option<String>,
     /// The PCR the agent extends with the manifest and rootfs digests.
     pub agent_pcr: u32,
 }

@@ -98,6 +98,7 @@ fn release(w: &World, dir: &Path) {
         uki: "node.efi".into(),
         uki_authenticode: hex::encode(pe.authenticode_sha256()),
         pcr11: hex::encode(predict_pcr11(&pe, &SYSTEMD_STUB_252).unwrap().value),
+        kernel_authenticode: None,
         agent_pcr: 15,
     };
     let packages = packages();

@@ -25,6 +25,10 @@ pub struct ImageMeasurements {
     pub uki_authenticode: String,
     /// PCR 11 after systemd-stub measured the UKI, hex.
     pub pcr11: String,
+    /// Authenticode SHA-256 of the kernel the stub starts, hex (older
+    /// manifests have none).
+    #[serde(default)]
+    pub kernel_authenticode: Option<String>,
     /// The PCR the agent extends.
     pub agent_pcr: u32,
 }
@@ -141,6 +145,12 @@ impl ReleasedImage {
                 if hex32(value).is_none() {
                     return Err(bad(format!("{field} is not 64 hex digits")));
                 }
+            }
+            if m.kernel_authenticode
+                .as_deref()
+                .is_some_and(|k| hex32(k).is_none())
+            {
+                return Err(bad("kernel-authenticode is not 64 hex digits".into()));
             }
             if m.agent_pcr != AGENT_PCR {
                 return Err(bad(format!(

@@ -249,3 +249,87 @@ fn real_ovmf_boot_log_is_attested() {
     let verdict = measured_boot(&mut agent, &site, dir.path()).unwrap();
     assert!(matches!(verdict, Verdict::Attested { .. }), "{verdict:?}");
 }
+
+/// The captured OVMF → iPXE → UKI boot judged as `ironrack serve` judges
+/// it: only the iPXE it served before the UKI in PCR 4, the command line
+/// its script passed in PCR 12, Secure Boot as the profile says in PCR 7.
+#[test]
+fn real_boot_chain_is_checked_against_what_the_server_served() {
+    use ironrack_pxe::attest::image::{ReleasedImage, hex32};
+    use ironrack_pxe::attest::protocol::NodeId;
+    use ironrack_pxe::attest::service::{MemoryStore, NodePolicy};
+
+    struct Served {
+        options: &'static str,
+        loaders: Vec<[u8; 32]>,
+        secure_boot: Option<bool>,
+    }
+    impl NodePolicy for Served {
+        fn secure_boot(&self, _: &NodeId) -> Option<bool> {
+            self.secure_boot
+        }
+        fn load_options(&self, _: &NodeId, _: &ReleasedImage) -> Option<String> {
+            Some(self.options.into())
+        }
+        fn boot_loaders(&self) -> Option<Vec<[u8; 32]>> {
+            Some(self.loaders.clone())
+        }
+    }
+    if !crate::swtpm::available() {
+        return;
+    }
+    let snponly = ironrack_pxe::testkit::fixtures::index_rows()
+        .into_iter()
+        .find(|(k, _)| k.starts_with("snponly.efi"))
+        .and_then(|(_, v)| hex32(&v))
+        .expect("snponly.efi row in INDEX.md");
+    let judge = |served: Served| {
+        let firmware = crate::support::Firmware::real();
+        let image = crate::support::SignedImage::new(&firmware, 1);
+        let mut site = Site::assemble(
+            firmware,
+            image,
+            local_ca_trust(),
+            Arc::new(MemoryStore::new()),
+        );
+        site.service = site.service.with_policy(Arc::new(served));
+        let (_sw, tpm) = site.booted_tpm();
+        let mut agent = NodeAgent::new(tpm, &site.service, node("52:54:00:12:34:57"));
+        agent.enroll().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        measured_boot(&mut agent, &site, dir.path())
+    };
+    let refusal = |result: Result<Verdict, ironrack_pxe::agent::AgentError>| match result {
+        Err(ironrack_pxe::agent::AgentError::Refused { code, reason, .. }) => (code, reason),
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    let served = || Served {
+        options: "node.efi console=ttyS0 panic=-1",
+        loaders: vec![snponly],
+        secure_boot: Some(false),
+    };
+    let verdict = judge(served()).unwrap();
+    assert!(matches!(verdict, Verdict::Attested { .. }), "{verdict:?}");
+
+    let (code, reason) = refusal(judge(Served {
+        options: "node.efi console=ttyS0 panic=-1 init=/bin/sh",
+        ..served()
+    }));
+    assert_eq!(code, "pcr12");
+    assert!(reason.contains("init=/bin/sh"), "{reason}");
+
+    let (code, reason) = refusal(judge(Served {
+        loaders: vec![[7; 32]],
+        ..served()
+    }));
+    assert_eq!(code, "pcr4-application");
+    assert!(reason.contains(&hex::encode(snponly)), "{reason}");
+    assert!(reason.contains("before the UKI"), "{reason}");
+
+    let (code, reason) = refusal(judge(Served {
+        secure_boot: Some(true),
+        ..served()
+    }));
+    assert_eq!(code, "pcr7-secure-boot");
+    assert!(reason.contains("Secure Boot is off"), "{reason}");
+}

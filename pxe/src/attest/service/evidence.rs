@@ -13,6 +13,7 @@
 
 use sha2::{Digest as _, Sha256};
 
+use crate::attest::eventlog::EventData;
 use crate::attest::eventlog::agent::{AGENT_PCR, AgentLog, AgentMeasurement};
 use crate::attest::eventlog::ima::ImaLog;
 use crate::attest::eventlog::{self, AlgorithmId, EventLog, EventType, policy};
@@ -20,6 +21,7 @@ use crate::attest::gpu::{GpuInventory, GpuProfile};
 use crate::attest::image::{ReleasedImage, hex32};
 use crate::attest::tpm::PcrValues;
 use crate::attest::tpm::constants::alg;
+use ironrack_builder::boot::measure::predict_pcr12;
 
 use super::refusal::Refusal;
 
@@ -36,11 +38,26 @@ pub(crate) struct Logs<'a> {
     pub gpus: &'a [u8],
 }
 
+/// What the site expects of this node's boot beyond the manifest; a
+/// `None` is not checked (a service without a site, in tests).
+#[derive(Debug, Default)]
+pub(crate) struct Expectations {
+    /// `[profile.NAME] gpus`.
+    pub gpus: Option<GpuProfile>,
+    /// `[profile.NAME] secure-boot`.
+    pub secure_boot: Option<bool>,
+    /// The LoadOptions the served iPXE script starts the UKI with (PCR 12).
+    pub load_options: Option<String>,
+    /// Authenticode digests of the boot loaders served (iPXE), the only
+    /// applications PCR 4 may show before the UKI.
+    pub boot_loaders: Option<Vec<[u8; 32]>>,
+}
+
 pub(crate) fn check(
     image: &ReleasedImage,
     pcrs: &PcrValues,
     logs: &Logs<'_>,
-    gpu_profile: Option<&GpuProfile>,
+    expect: &Expectations,
 ) -> Result<(), Refusal> {
     let (firmware_log, agent_log, ima_log) = (logs.firmware, logs.agent, logs.ima);
     let firmware = EventLog::parse(firmware_log).map_err(|source| Refusal::EventLog {
@@ -72,7 +89,95 @@ pub(crate) fn check(
     }
     check_replay(&firmware, &agent, &ima, pcrs)?;
     check_image(image, &firmware, &agent, pcrs)?;
-    check_gpus(&agent, logs.gpus, gpu_profile)
+    check_boot_chain(image, &firmware, pcrs, expect)?;
+    check_gpus(&agent, logs.gpus, expect.gpus.as_ref())
+}
+
+/// The Secure Boot state the firmware measured (PCR 7's `SecureBoot`
+/// variable); `None` when the log has no such event.
+fn secure_boot_state(firmware: &EventLog) -> Option<bool> {
+    firmware
+        .events_in(7)
+        .filter(|e| e.event_type == EventType::EFI_VARIABLE_DRIVER_CONFIG)
+        .find_map(|e| match firmware.decode(e) {
+            Ok(EventData::Variable(v)) if v.name == "SecureBoot" => {
+                Some(v.data.first() == Some(&1))
+            }
+            _ => None,
+        })
+}
+
+/// PCR 7 (Secure Boot as the profile demands), PCR 12 (the command line
+/// the served script passed, as systemd-stub measured it) and PCR 4 (only
+/// served boot loaders, then the UKI, then its kernel).
+fn check_boot_chain(
+    image: &ReleasedImage,
+    firmware: &EventLog,
+    pcrs: &PcrValues,
+    expect: &Expectations,
+) -> Result<(), Refusal> {
+    let secure_boot = secure_boot_state(firmware);
+    if let Some(want) = expect.secure_boot
+        && secure_boot.unwrap_or(false) != want
+    {
+        return Err(Refusal::SecureBoot {
+            expected: want,
+            found: secure_boot.unwrap_or(false),
+        });
+    }
+    if let Some(options) = &expect.load_options {
+        let predicted = predict_pcr12(options, secure_boot.unwrap_or(false), true);
+        let quoted = pcrs.get(alg::SHA256, 12).unwrap_or_default();
+        if quoted != predicted.value {
+            return Err(Refusal::Pcr12 {
+                load_options: options.clone(),
+                expected: hex::encode(predicted.value),
+                got: hex::encode(quoted),
+            });
+        }
+    }
+    let (Some(loaders), Some(m)) = (&expect.boot_loaders, &image.measurements) else {
+        return Ok(());
+    };
+    let uki = hex32(&m.uki_authenticode).unwrap_or_default();
+    let kernel = m.kernel_authenticode.as_deref().and_then(hex32);
+    let mut after_uki = 0;
+    let mut seen_uki = false;
+    for event in firmware.events_in(4) {
+        if event.event_type != EventType::EFI_BOOT_SERVICES_APPLICATION {
+            continue;
+        }
+        let digest: [u8; 32] = event
+            .digest(AlgorithmId::SHA256)
+            .and_then(|d| d.as_bytes().try_into().ok())
+            .unwrap_or_default();
+        let allowed = if digest == uki {
+            seen_uki = true;
+            true
+        } else if seen_uki {
+            // What the stub starts: the kernel of the measured UKI.
+            after_uki += 1;
+            kernel.map_or(after_uki == 1, |k| k == digest)
+        } else {
+            loaders.contains(&digest)
+        };
+        if !allowed {
+            let path = match firmware.decode(event) {
+                Ok(EventData::ImageLoad(load)) => load.device_path.to_string(),
+                _ => String::new(),
+            };
+            return Err(Refusal::Pcr4Application {
+                digest: hex::encode(digest),
+                path,
+                stage: if seen_uki {
+                    "after the UKI (not its kernel)"
+                } else {
+                    "before the UKI (not a boot loader this server serves)"
+                },
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The inventory the node sent must be the one it measured (the third

@@ -54,26 +54,38 @@ pub trait ImageCatalog: Send + Sync {
 
 /// What the site says of each node beyond its keys: the judge's view of
 /// `[[rack.node]]` (serve implements it over the live site).
+///
+/// Every answer may be `None`: that check is then not made.
 pub trait NodePolicy: Send + Sync {
     /// The version of `image` the operator pinned the node to
     /// (`force-version`): it may run it even below a version it ran before.
-    fn pinned_version(&self, node: &NodeId, image: &str) -> Option<u64>;
-    /// The GPUs the node must show (`[profile.NAME] gpus`), if any.
-    fn gpu_profile(&self, node: &NodeId) -> Option<GpuProfile>;
+    fn pinned_version(&self, _node: &NodeId, _image: &str) -> Option<u64> {
+        None
+    }
+    /// The GPUs the node must show (`[profile.NAME] gpus`).
+    fn gpu_profile(&self, _node: &NodeId) -> Option<GpuProfile> {
+        None
+    }
+    /// Whether the node's firmware must have Secure Boot on
+    /// (`[profile.NAME] secure-boot`).
+    fn secure_boot(&self, _node: &NodeId) -> Option<bool> {
+        None
+    }
+    /// The LoadOptions the served script starts `image`'s UKI with.
+    fn load_options(&self, _node: &NodeId, _image: &ReleasedImage) -> Option<String> {
+        None
+    }
+    /// Authenticode SHA-256 of every boot loader (iPXE) the server serves.
+    fn boot_loaders(&self) -> Option<Vec<[u8; 32]>> {
+        None
+    }
 }
 
 /// No site: no pins.
 #[derive(Debug, Default)]
 pub struct NoPolicy;
 
-impl NodePolicy for NoPolicy {
-    fn pinned_version(&self, _: &NodeId, _: &str) -> Option<u64> {
-        None
-    }
-    fn gpu_profile(&self, _: &NodeId) -> Option<GpuProfile> {
-        None
-    }
-}
+impl NodePolicy for NoPolicy {}
 
 /// An [`ImageCatalog`] in memory, filled by whoever loads the image store.
 #[derive(Debug, Default)]
@@ -497,8 +509,13 @@ impl AttestService {
             ima: &sub.ima_log,
             gpus: &sub.gpus,
         };
-        let profile = self.policy.gpu_profile(&sub.node);
-        evidence::check(&image, &pcrs, &logs, profile.as_ref())?;
+        let expect = evidence::Expectations {
+            gpus: self.policy.gpu_profile(&sub.node),
+            secure_boot: self.policy.secure_boot(&sub.node),
+            load_options: self.policy.load_options(&sub.node, &image),
+            boot_loaders: self.policy.boot_loaders(),
+        };
+        evidence::check(&image, &pcrs, &logs, &expect)?;
         self.check_rollback(&sub.node, &image)?;
         self.store.put_node(&NodeRecord {
             last_clock: Some(verified.clock_info),

@@ -158,6 +158,36 @@ pub enum Refusal {
     /// The GPUs are not the node's profile.
     #[error(transparent)]
     GpuProfile(crate::attest::gpu::GpuMismatch),
+    /// Secure Boot is not in the state the node's profile demands.
+    #[error("Secure Boot is {}, the node's profile demands it {}", on_off(*found), on_off(*expected))]
+    SecureBoot {
+        /// The profile's.
+        expected: bool,
+        /// PCR 7's.
+        found: bool,
+    },
+    /// PCR 12 is not the command line the served script passed.
+    #[error(
+        "PCR 12 is {got}, but the command line this server passed ({load_options:?}) predicts {expected}"
+    )]
+    Pcr12 {
+        /// The LoadOptions of the script's `chain`.
+        load_options: String,
+        /// Predicted, hex.
+        expected: String,
+        /// Quoted, hex.
+        got: String,
+    },
+    /// PCR 4 shows an EFI application the boot chain does not account for.
+    #[error("PCR 4: EFI application {digest} ({path}) started {stage}")]
+    Pcr4Application {
+        /// Its Authenticode SHA-256, hex.
+        digest: String,
+        /// Its device path, as logged.
+        path: String,
+        /// Where in the chain.
+        stage: &'static str,
+    },
     /// An older version than the node already ran, not pinned by the
     /// operator.
     #[error(
@@ -263,6 +293,9 @@ impl Refusal {
             Refusal::PcrReplay { .. } => "pcr-replay",
             Refusal::ImageUnknown { .. } => "image-unknown",
             Refusal::Rollback { .. } => "rollback",
+            Refusal::SecureBoot { .. } => "pcr7-secure-boot",
+            Refusal::Pcr12 { .. } => "pcr12",
+            Refusal::Pcr4Application { .. } => "pcr4-application",
             Refusal::GpuInventory(_) => "malformed",
             Refusal::AgentGpus { .. } => "agent-gpus",
             Refusal::GpuProfile(_) => "gpu-profile",
@@ -292,4 +325,8 @@ impl Refusal {
             reason,
         }
     }
+}
+
+fn on_off(on: bool) -> &'static str {
+    if on { "on" } else { "off" }
 }
