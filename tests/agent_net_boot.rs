@@ -12,8 +12,9 @@
 //! enrolls. Its TPM (a fresh swtpm) has no EK certificate, so the server
 //! keeps it pending for an operator; the test, as the operator, runs
 //! `ironrack nodes revoke` instead: the agent's next attempt is refused
-//! (`node-revoked`), it says so and powers off, and the image's init
-//! never runs. The node's timeline shows pending, revoked, refused.
+//! (`node-revoked`), it says so, reports the failure to the server and
+//! powers off, and the image's init never runs. The node's timeline shows
+//! pending, revoked, refused, agent-failed.
 //!
 //! Needs root (namespaces), qemu-system-x86, swtpm, squashfs-tools,
 //! busybox-static, cpio, binutils (scripts/deps.sh). One boot.
@@ -250,6 +251,10 @@ fn the_agent_fetches_verifies_measures_enrolls_and_obeys_a_revocation() {
     assert!(refusal.contains("(node-revoked)"), "{refusal}");
     let last = find("ironrack agent: ERROR attestation").unwrap_or_else(|| panic!("{log}"));
     assert!(last.ends_with("; powering off"), "{last}");
+    assert!(
+        has(&format!("ironrack agent: failure reported to {BASE_URL}")),
+        "{log}"
+    );
     assert!(!log.contains(MARKER), "the unattested image ran:\n{log}");
     assert!(!log.contains("switching root"), "{log}");
     for bad in ["Kernel panic", "Attempted to kill init"] {
@@ -288,8 +293,16 @@ fn the_agent_fetches_verifies_measures_enrolls_and_obeys_a_revocation() {
             .unwrap_or_else(|| panic!("{kind} in {kinds:?}"))
     };
     assert!(
-        at("pending") < at("revoked") && at("revoked") < at("refused"),
+        at("pending") < at("revoked")
+            && at("revoked") < at("refused")
+            && at("refused") < at("agent-failed"),
         "{kinds:?}"
+    );
+    // The node's own account of why it stopped, as it reported it.
+    let failed = &shown["events"][at("agent-failed")];
+    assert!(
+        failed.to_string().contains("attestation: ") && failed.to_string().contains("node-revoked"),
+        "{failed}"
     );
 }
 

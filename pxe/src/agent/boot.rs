@@ -22,7 +22,9 @@ use super::retry::{Backoff, Failure, retry};
 use super::switch_root::{RootLayout, SwitchError, prepare_root};
 use super::{AgentError, FIRMWARE_LOG, IMA_LOG, NodeAgent};
 use crate::attest::gpu::GpuInventory;
-use crate::attest::protocol::{NodeId, Verdict};
+use crate::attest::protocol::{
+    AttestClient as _, FailureReport, NodeId, Request as AttestRequest, Verdict,
+};
 
 /// The init of the image the agent hands over to.
 pub const IMAGE_INIT: &str = "/sbin/init";
@@ -135,12 +137,64 @@ pub fn run_stage2<W: Write>(
         net.attempt(console, bootif)
     })?;
     console.line(format_args!("DHCP: lease {lease}"));
+    let node = NodeId::new(&mac_text(&nic.mac)).map_err(BootError::NodeId)?;
+    let result = verified_root(
+        client, &trust, stage1, &request, &node, options, console, sleep,
+    );
+    if let Err(err) = &result {
+        report_failure(server, options, &node, err, console);
+    }
+    result
+}
 
+/// Tells the server why this boot failed (best effort: the node powers
+/// off either way), so the operator sees it in the node's timeline.
+fn report_failure<W: Write>(
+    server: &str,
+    options: &Stage2Options,
+    node: &NodeId,
+    err: &BootError,
+    console: &mut Console<W>,
+) {
+    let stage = match err {
+        BootError::Download(_) => "fetch",
+        BootError::Attest(_) => "attestation",
+        BootError::Switch(_) => "new-root",
+        _ => "boot",
+    };
+    let report = FailureReport::new(node.clone(), stage, &super::init::chain(err));
+    let sent = HttpClient::new(server, options.http_timeout)
+        .map_err(|e| e.to_string())
+        .and_then(|mut client| {
+            client
+                .call(&AttestRequest::Report(report))
+                .map_err(|e| e.to_string())
+        });
+    match sent {
+        Ok(_) => console.line(format_args!("failure reported to {server}")),
+        Err(e) => console.line(format_args!(
+            "could not report the failure to {server}: {e}"
+        )),
+    }
+}
+
+/// After DHCP: fetch and verify, measure and attest, prepare the root.
+#[allow(clippy::too_many_arguments)]
+fn verified_root<W: Write>(
+    client: HttpClient,
+    trust: &Trust,
+    stage1: &Stage1,
+    request: &ImageRequest,
+    node: &NodeId,
+    options: &Stage2Options,
+    console: &mut Console<W>,
+    sleep: &mut dyn FnMut(Duration),
+) -> Result<ReadyRoot, BootError> {
+    let root = options.root.as_path();
     let image = fetch(
-        &client, &trust, stage1, &request, root, options, console, sleep,
+        &client, trust, stage1, request, root, options, console, sleep,
     )?;
 
-    let node = NodeId::new(&mac_text(&nic.mac)).map_err(BootError::NodeId)?;
     let (tpm, device) = open_tpm(root)?;
     console.line(format_args!(
         "TPM {}: attesting as node {node}",
@@ -150,7 +204,7 @@ pub fn run_stage2<W: Write>(
     let gpus =
         read_inventory(&root.join("sys")).map_err(|e| AttestError::from(AgentError::from(e)))?;
     console.line(format_args!("GPU inventory: {}", describe_gpus(&gpus)));
-    let mut agent = NodeAgent::new(tpm, client, node)
+    let mut agent = NodeAgent::new(tpm, client, node.clone())
         .with_ima_log(root.join(IMA_LOG.trim_start_matches('/')))
         .with_gpus(gpus);
     let verdict = measure_and_attest(

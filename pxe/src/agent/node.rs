@@ -54,6 +54,7 @@ fn describe(response: &Response) -> String {
     match response {
         Response::Challenge(_) => "challenge".into(),
         Response::Nonce(_) => "nonce".into(),
+        Response::Noted { .. } => "noted".into(),
         Response::Verdict(v) => format!("{v:?}"),
     }
 }

@@ -332,6 +332,43 @@ pub struct QuoteSubmission {
     pub image: ImageRef,
 }
 
+/// Longest stage name and error text a failure report carries.
+pub const MAX_REPORT_STAGE: usize = 64;
+/// See [`MAX_REPORT_STAGE`].
+pub const MAX_REPORT_ERROR: usize = 4096;
+
+/// `POST /attest/report`: the node's boot failed, in its own words, before
+/// it powers off (no trust is placed in it: it is a line for the operator).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FailureReport {
+    /// The node.
+    pub node: NodeId,
+    /// The step that failed (`fetch`, `attestation`, ...).
+    pub stage: String,
+    /// The error with its causes.
+    pub error: String,
+}
+
+impl FailureReport {
+    /// A report with `stage` and `error` cut to their limits (on a
+    /// character boundary).
+    pub fn new(node: NodeId, stage: &str, error: &str) -> Self {
+        let cut = |s: &str, max: usize| {
+            let mut end = s.len().min(max);
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            s[..end].to_owned()
+        };
+        FailureReport {
+            node,
+            stage: cut(stage, MAX_REPORT_STAGE),
+            error: cut(error, MAX_REPORT_ERROR),
+        }
+    }
+}
+
 /// The outcome of an activation or a quote.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "kebab-case", deny_unknown_fields)]
@@ -378,6 +415,11 @@ pub enum Response {
     Nonce(NonceResponse),
     /// To an activation or a quote, and any refusal.
     Verdict(Verdict),
+    /// To a failure report: written down.
+    Noted {
+        /// The node.
+        node: NodeId,
+    },
 }
 
 impl Response {
@@ -399,6 +441,8 @@ pub enum Request {
     Nonce(NonceRequest),
     /// `POST /attest/quote`.
     Quote(Box<QuoteSubmission>),
+    /// `POST /attest/report`.
+    Report(FailureReport),
 }
 
 impl Request {
@@ -409,6 +453,7 @@ impl Request {
             Request::Activate(_) => ("POST", "/attest/activate"),
             Request::Nonce(_) => ("GET", "/attest/nonce"),
             Request::Quote(_) => ("POST", "/attest/quote"),
+            Request::Report(_) => ("POST", "/attest/report"),
         }
     }
 
@@ -419,6 +464,7 @@ impl Request {
             Request::Activate(r) => encode(r),
             Request::Nonce(_) => Vec::new(),
             Request::Quote(r) => encode(r),
+            Request::Report(r) => encode(r),
         }
     }
 }
@@ -455,6 +501,20 @@ pub fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn failure_reports_are_cut_on_character_boundaries() {
+        let node = NodeId::new("52:54:00:00:00:01").unwrap();
+        let long = "é".repeat(MAX_REPORT_ERROR);
+        let r = FailureReport::new(node.clone(), &"s".repeat(100), &long);
+        assert_eq!(r.stage.len(), MAX_REPORT_STAGE);
+        assert!(r.error.len() <= MAX_REPORT_ERROR && r.error.len() >= MAX_REPORT_ERROR - 1);
+        assert!(r.error.chars().all(|c| c == 'é'));
+        let bytes = Request::Report(r.clone()).body();
+        assert_eq!(decode::<FailureReport>("report", &bytes).unwrap(), r);
+        assert_eq!(Request::Report(r).route(), ("POST", "/attest/report"));
+    }
+
     use super::*;
 
     #[test]

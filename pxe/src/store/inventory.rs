@@ -93,7 +93,7 @@ pub fn node_state_after(kind: &str) -> Option<&'static str> {
         "approved" => "approved",
         "waiting" => "waiting",
         "refused" => "refused",
-        "tftp-failed" | "failed" => "failed",
+        "tftp-failed" | "failed" | "agent-failed" => "failed",
         "agent" => "agent",
         "enrolled" => "enrolled",
         "revoked" => "revoked",

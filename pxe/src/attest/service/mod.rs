@@ -38,8 +38,8 @@ use crate::attest::ek::{EkError, EkTrust, verify_ek_certificate};
 use crate::attest::gpu::GpuProfile;
 use crate::attest::image::ReleasedImage;
 use crate::attest::protocol::{
-    ActivateRequest, Bytes, Challenge, EnrollRequest, ImageRef, NodeId, NonceRequest,
-    NonceResponse, QuoteSubmission, Request, Response, Verdict,
+    self, ActivateRequest, Bytes, Challenge, EnrollRequest, FailureReport, ImageRef, NodeId,
+    NonceRequest, NonceResponse, QuoteSubmission, Request, Response, Verdict,
 };
 use crate::attest::quote::{AkKey, Expected, QuoteError, verify_quote};
 use crate::attest::secret::{MAX_SECRET, SealedSecret, seal};
@@ -267,6 +267,7 @@ impl AttestService {
             Request::Activate(r) => self.activate(r).map(Response::Verdict),
             Request::Nonce(r) => self.nonce(r).map(Response::Nonce),
             Request::Quote(r) => self.quote(r).map(Response::Verdict),
+            Request::Report(r) => self.report(r),
         };
         match result {
             Err(ServiceError::Refused(refusal)) => Ok(Response::Verdict(refusal.verdict())),
@@ -411,6 +412,22 @@ impl AttestService {
         };
         self.record(&req.node, &verdict)?;
         Ok(verdict)
+    }
+
+    /// `POST /attest/report`: a node's boot failed; the report is written to
+    /// its timeline as `failed` (over-long text was cut by the decoder's
+    /// limits; the content is the node's word, not evidence).
+    pub fn report(&self, report: &FailureReport) -> Result<Response, ServiceError> {
+        if report.stage.len() > protocol::MAX_REPORT_STAGE
+            || report.error.len() > protocol::MAX_REPORT_ERROR
+        {
+            return Err(malformed("report", "stage or error over its limit").into());
+        }
+        tracing::warn!(node = %report.node, stage = %report.stage, error = %report.error, "node reports a failed boot");
+        self.note(&report.node, "failed", Some(&report.stage), &report.error)?;
+        Ok(Response::Noted {
+            node: report.node.clone(),
+        })
     }
 
     /// `GET /attest/nonce`: a single-use nonce for an enrolled or pending node.

@@ -28,8 +28,8 @@ use super::Shared;
 use super::body::HttpBody;
 use super::metrics::Route;
 use crate::attest::protocol::{
-    self, ActivateRequest, EnrollRequest, MAX_BODY, NodeId, NonceRequest, ProtocolError,
-    QuoteSubmission, Request as AttestRequest, Response as AttestResponse, Verdict,
+    self, ActivateRequest, EnrollRequest, FailureReport, MAX_BODY, NodeId, NonceRequest,
+    ProtocolError, QuoteSubmission, Request as AttestRequest, Response as AttestResponse, Verdict,
 };
 use crate::site::MacAddr;
 
@@ -42,6 +42,7 @@ pub(super) fn route_of(path: &str) -> Option<Route> {
         "/attest/activate" => Route::AttestActivate,
         "/attest/nonce" => Route::AttestNonce,
         "/attest/quote" => Route::AttestQuote,
+        "/attest/report" => Route::AttestReport,
         _ => return None,
     })
 }
@@ -94,6 +95,10 @@ pub(super) async fn reply(
         }
     };
     let node = node_of(&request).clone();
+    let reported = match &request {
+        AttestRequest::Report(r) => Some(format!("{}: {}", r.stage, r.error)),
+        _ => None,
+    };
     let handled = tokio::task::spawn_blocking(move || service.handle(&request)).await;
     let response = match handled {
         Ok(Ok(response)) => response,
@@ -101,7 +106,7 @@ pub(super) async fn reply(
         Ok(Err(e)) => return server_error(&node, &e.to_string()),
         Err(e) => return server_error(&node, &format!("attestation task: {e}")),
     };
-    record(shared, peer, &node, &response);
+    record(shared, peer, &node, &response, reported);
     let status = match &response {
         AttestResponse::Verdict(Verdict::Refused { code, .. }) if code == "malformed" => {
             StatusCode::BAD_REQUEST
@@ -129,6 +134,7 @@ fn node_of(request: &AttestRequest) -> &NodeId {
         AttestRequest::Activate(r) => &r.node,
         AttestRequest::Nonce(r) => &r.node,
         AttestRequest::Quote(r) => &r.node,
+        AttestRequest::Report(r) => &r.node,
     }
 }
 
@@ -142,6 +148,7 @@ async fn decode(route: Route, req: Request<Incoming>) -> Result<AttestRequest, U
     let what = match route {
         Route::AttestEnroll => "enrollment",
         Route::AttestActivate => "activation",
+        Route::AttestReport => "failure report",
         _ => "quote submission",
     };
     let body = read_capped(req.into_body(), what).await?;
@@ -152,6 +159,9 @@ async fn decode(route: Route, req: Request<Incoming>) -> Result<AttestRequest, U
         ),
         Route::AttestActivate => AttestRequest::Activate(
             protocol::decode::<ActivateRequest>(what, &body).map_err(malformed)?,
+        ),
+        Route::AttestReport => AttestRequest::Report(
+            protocol::decode::<FailureReport>(what, &body).map_err(malformed)?,
         ),
         _ => AttestRequest::Quote(Box::new(
             protocol::decode::<QuoteSubmission>(what, &body).map_err(malformed)?,
@@ -189,13 +199,24 @@ async fn read_capped(mut body: Incoming, what: &'static str) -> Result<Vec<u8>, 
 /// The verdict in the node's boot timeline: `enrolled`, `pending`,
 /// `attested` or `refused` (with its code and reason). Challenges and
 /// nonces are steps, not verdicts, and are not recorded.
-fn record(shared: &Shared, peer: SocketAddr, node: &NodeId, response: &AttestResponse) {
-    let AttestResponse::Verdict(verdict) = response else {
+fn record(
+    shared: &Shared,
+    peer: SocketAddr,
+    node: &NodeId,
+    response: &AttestResponse,
+    reported: Option<String>,
+) {
+    let Some(mac) = mac_of(shared, peer, node) else {
+        tracing::warn!(%node, %peer, "attestation message from a node with no known MAC: not in any boot timeline");
         return;
     };
-    let Some(mac) = mac_of(shared, peer, node) else {
-        tracing::warn!(%node, %peer, "attestation verdict for a node with no known MAC: not in any boot timeline");
-        return;
+    let verdict = match response {
+        AttestResponse::Verdict(verdict) => verdict,
+        AttestResponse::Noted { .. } => {
+            shared.inventory.record(mac, "agent-failed", None, reported);
+            return;
+        }
+        _ => return,
     };
     let (kind, image, detail) = match verdict {
         Verdict::Enrolled { .. } => ("enrolled", None, format!("node {node} enrolled")),

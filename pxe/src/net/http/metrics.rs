@@ -27,6 +27,8 @@ pub enum Route {
     AttestNonce,
     /// `POST /attest/quote`.
     AttestQuote,
+    /// `POST /attest/report`.
+    AttestReport,
     /// Anything else.
     Other,
 }
@@ -43,6 +45,7 @@ impl Route {
             Route::AttestActivate => "attest-activate",
             Route::AttestNonce => "attest-nonce",
             Route::AttestQuote => "attest-quote",
+            Route::AttestReport => "attest-report",
             Route::Other => "other",
         }
     }
