@@ -21,6 +21,7 @@ pub use inventory::{
     Approval, ImageStatus, InventoryStore, NodeEvent, NodeRecord, node_state_after,
 };
 pub use sqlite::SqliteStore;
+pub(crate) use sqlite::{connect_read_only, tune};
 
 use crate::site::MacAddr;
 

@@ -76,6 +76,30 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
 }
 
+/// How long a statement waits for another connection's lock.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Sets up a read-write connection as every ironrack database is used
+/// (the lease and inventory store and the attestation store, which may
+/// share one file): WAL, `synchronous=FULL` (a committed row survives a
+/// crash), a busy timeout.
+pub(crate) fn tune(conn: &Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+}
+
+/// Opens an existing database read-only (`ironrack nodes`), with the busy
+/// timeout.
+pub(crate) fn connect_read_only(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(conn)
+}
+
 impl SqliteStore {
     /// Opens an existing database read-only (`ironrack nodes`), without
     /// touching its schema.
@@ -84,13 +108,7 @@ impl SqliteStore {
             path: path.to_owned(),
             source,
         };
-        let conn = Connection::open_with_flags(
-            path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(open_err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(open_err)?;
+        let conn = connect_read_only(path).map_err(open_err)?;
         Ok(SqliteStore {
             path: path.to_owned(),
             conn: Mutex::new(conn),
@@ -123,12 +141,7 @@ impl SqliteStore {
             path: path.to_owned(),
             source,
         };
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(open_err)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(open_err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(open_err)?;
+        tune(&conn).map_err(open_err)?;
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |row| row.get(0))
             .map_err(open_err)?;

@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -15,6 +14,7 @@ use super::store::{
 };
 use crate::attest::protocol::NodeId;
 use crate::attest::tpm::ClockInfo;
+use crate::store::{connect_read_only, tune};
 
 /// Schema steps; the version lives in `attest_schema`, not `user_version`
 /// (which the lease store owns when both share a file).
@@ -105,13 +105,7 @@ impl SqliteAttestStore {
             path: path.to_owned(),
             source,
         };
-        let conn = Connection::open_with_flags(
-            path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(open_err)?;
-        conn.busy_timeout(Duration::from_secs(5))
-            .map_err(open_err)?;
+        let conn = connect_read_only(path).map_err(open_err)?;
         let version: Option<i64> = conn
             .query_row(
                 "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'attest_schema'",
@@ -151,12 +145,7 @@ impl SqliteAttestStore {
             path: path.to_owned(),
             source,
         };
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(open_err)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(open_err)?;
-        conn.busy_timeout(Duration::from_secs(5))
-            .map_err(open_err)?;
+        tune(&conn).map_err(open_err)?;
         let tx = conn.transaction().map_err(open_err)?;
         tx.execute_batch(
             "CREATE TABLE IF NOT EXISTS attest_schema (version INTEGER NOT NULL) STRICT",
