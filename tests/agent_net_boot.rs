@@ -439,6 +439,7 @@ fn an_attested_node_gets_its_secret_and_runs_the_image() {
             "ironrack agent: node secret: {} bytes released by the server, written to /{SECRET_PATH}",
             TOKEN.len()
         ),
+        format!("ironrack agent: hand-over reported to {BASE_URL}"),
         MARKER.to_owned(),
         format!("secret: {TOKEN} mode 600"),
     ] {
@@ -458,7 +459,10 @@ fn an_attested_node_gets_its_secret_and_runs_the_image() {
             .position(|e| e["kind"] == kind)
             .unwrap_or_else(|| panic!("{kind} in {events:#?}"))
     };
-    assert!(find("enrolled") < find("attested"), "{events:#?}");
+    assert!(
+        find("enrolled") < find("attested") && find("attested") < find("running"),
+        "{events:#?}"
+    );
     let attested = &events[find("attested")];
     assert!(
         attested.to_string().contains("secret released"),

@@ -430,12 +430,12 @@ pub mod swtpm {
 
     /// The local CA's root certificate (PEM) under a manufactured `dir`.
     pub fn ca_root(dir: &Path) -> PathBuf {
-        dir.join("ca/swtpm-localca-rootca-cert.pem")
+        crate::lab::node::ca_root(&dir.join("ca"))
     }
 
     /// The local CA's intermediate (the EK certificates' issuer).
     pub fn ca_intermediate(dir: &Path) -> PathBuf {
-        dir.join("ca/issuercert.pem")
+        crate::lab::node::ca_intermediate(&dir.join("ca"))
     }
 
     /// The TPM state under a manufactured `dir`.
@@ -447,52 +447,7 @@ pub mod swtpm {
     /// certificates in NV, NV locked, SHA-1 and SHA-256 banks) and `ca/`
     /// (the local CA that signed them, made on the spot).
     pub fn manufacture(dir: &Path) -> super::Result<()> {
-        let ca = dir.join("ca");
-        let state = state(dir);
-        for d in [&ca, &state] {
-            std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
-        }
-        let write = |name: &str, text: String| {
-            let path = dir.join(name);
-            std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
-            Ok::<_, String>(path)
-        };
-        let localca = write(
-            "swtpm-localca.conf",
-            format!(
-                "statedir = {ca}\nsigningkey = {ca}/signkey.pem\nissuercert = {ca}/issuercert.pem\n\
-                 certserial = {ca}/certserial\n",
-                ca = ca.display()
-            ),
-        )?;
-        let options = write(
-            "swtpm-localca.options",
-            "--platform-manufacturer ironrack\n--platform-version 2.1\n--platform-model test\n"
-                .into(),
-        )?;
-        let setup = write(
-            "swtpm_setup.conf",
-            format!(
-                "create_certs_tool = /usr/bin/swtpm_localca\ncreate_certs_tool_config = {}\n\
-                 create_certs_tool_options = {}\n",
-                localca.display(),
-                options.display()
-            ),
-        )?;
-        super::run(
-            Command::new("swtpm_setup")
-                .args(["--tpm2", "--tpmstate"])
-                .arg(&state)
-                .arg("--config")
-                .arg(&setup)
-                .args([
-                    "--create-ek-cert",
-                    "--create-platform-cert",
-                    "--lock-nvram",
-                    "--pcr-banks",
-                    "sha1,sha256",
-                ]),
-        )
+        crate::lab::node::manufacture(&state(dir), &dir.join("ca")).map_err(|e| e.to_string())
     }
 
     /// `swtpm socket` on `state` for qemu's `-tpmdev emulator`: the

@@ -23,7 +23,7 @@ use super::switch_root::{RootLayout, SwitchError, prepare_root};
 use super::{AgentError, FIRMWARE_LOG, IMA_LOG, NodeAgent};
 use crate::attest::gpu::GpuInventory;
 use crate::attest::protocol::{
-    AttestClient as _, FailureReport, NodeId, Request as AttestRequest, Verdict,
+    AttestClient as _, BootReport, NodeId, Request as AttestRequest, Verdict,
 };
 
 /// The init of the image the agent hands over to.
@@ -141,28 +141,41 @@ pub fn run_stage2<W: Write>(
     let result = verified_root(
         client, &trust, stage1, &request, &node, options, console, sleep,
     );
-    if let Err(err) = &result {
-        report_failure(server, options, &node, err, console);
-    }
+    let report = match &result {
+        Ok(ready) => BootReport::running(
+            node,
+            &format!(
+                "{}@{}: exec {IMAGE_INIT}",
+                ready.image.image.name, ready.image.image.version
+            ),
+        ),
+        Err(err) => {
+            let stage = match err {
+                BootError::Download(_) => "fetch",
+                BootError::Attest(_) => "attestation",
+                BootError::Switch(_) => "new-root",
+                _ => "boot",
+            };
+            BootReport::failure(node, stage, &super::init::chain(err))
+        }
+    };
+    send_report(server, options, report, console);
     result
 }
 
-/// Tells the server why this boot failed (best effort: the node powers
-/// off either way), so the operator sees it in the node's timeline.
-fn report_failure<W: Write>(
+/// Tells the server how this boot ended (best effort: the node goes on or
+/// powers off either way), so the operator sees it in the timeline.
+fn send_report<W: Write>(
     server: &str,
     options: &Stage2Options,
-    node: &NodeId,
-    err: &BootError,
+    report: BootReport,
     console: &mut Console<W>,
 ) {
-    let stage = match err {
-        BootError::Download(_) => "fetch",
-        BootError::Attest(_) => "attestation",
-        BootError::Switch(_) => "new-root",
-        _ => "boot",
+    let what = if report.failed {
+        "failure"
+    } else {
+        "hand-over"
     };
-    let report = FailureReport::new(node.clone(), stage, &super::init::chain(err));
     let sent = HttpClient::new(server, options.http_timeout)
         .map_err(|e| e.to_string())
         .and_then(|mut client| {
@@ -171,10 +184,8 @@ fn report_failure<W: Write>(
                 .map_err(|e| e.to_string())
         });
     match sent {
-        Ok(_) => console.line(format_args!("failure reported to {server}")),
-        Err(e) => console.line(format_args!(
-            "could not report the failure to {server}: {e}"
-        )),
+        Ok(_) => console.line(format_args!("{what} reported to {server}")),
+        Err(e) => console.line(format_args!("could not report the {what} to {server}: {e}")),
     }
 }
 

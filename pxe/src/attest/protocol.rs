@@ -335,25 +335,40 @@ pub struct QuoteSubmission {
 /// Longest stage name and error text a failure report carries.
 pub const MAX_REPORT_STAGE: usize = 64;
 /// See [`MAX_REPORT_STAGE`].
-pub const MAX_REPORT_ERROR: usize = 4096;
+pub const MAX_REPORT_DETAIL: usize = 4096;
 
-/// `POST /attest/report`: the node's boot failed, in its own words, before
-/// it powers off (no trust is placed in it: it is a line for the operator).
+/// `POST /attest/report`: how the node's boot ended, in its own words: a
+/// failure before it powers off, or the hand-over to the image's init
+/// (`running`). No trust is placed in it: it is a line for the operator.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct FailureReport {
+pub struct BootReport {
     /// The node.
     pub node: NodeId,
-    /// The step that failed (`fetch`, `attestation`, ...).
+    /// The step that failed (`fetch`, `attestation`, ...), or `running`.
     pub stage: String,
-    /// The error with its causes.
-    pub error: String,
+    /// The error with its causes, or what runs.
+    pub detail: String,
+    /// Whether the boot failed.
+    pub failed: bool,
 }
 
-impl FailureReport {
-    /// A report with `stage` and `error` cut to their limits (on a
-    /// character boundary).
-    pub fn new(node: NodeId, stage: &str, error: &str) -> Self {
+/// The stage of a report that the image's init was started.
+pub const RUNNING: &str = "running";
+
+impl BootReport {
+    /// A failure at `stage`, the texts cut to their limits (on a character
+    /// boundary).
+    pub fn failure(node: NodeId, stage: &str, error: &str) -> Self {
+        Self::new(node, stage, error, true)
+    }
+
+    /// The hand-over to the image's init.
+    pub fn running(node: NodeId, detail: &str) -> Self {
+        Self::new(node, RUNNING, detail, false)
+    }
+
+    fn new(node: NodeId, stage: &str, detail: &str, failed: bool) -> Self {
         let cut = |s: &str, max: usize| {
             let mut end = s.len().min(max);
             while !s.is_char_boundary(end) {
@@ -361,10 +376,11 @@ impl FailureReport {
             }
             s[..end].to_owned()
         };
-        FailureReport {
+        BootReport {
             node,
             stage: cut(stage, MAX_REPORT_STAGE),
-            error: cut(error, MAX_REPORT_ERROR),
+            detail: cut(detail, MAX_REPORT_DETAIL),
+            failed,
         }
     }
 }
@@ -442,7 +458,7 @@ pub enum Request {
     /// `POST /attest/quote`.
     Quote(Box<QuoteSubmission>),
     /// `POST /attest/report`.
-    Report(FailureReport),
+    Report(BootReport),
 }
 
 impl Request {
@@ -505,13 +521,14 @@ mod tests {
     #[test]
     fn failure_reports_are_cut_on_character_boundaries() {
         let node = NodeId::new("52:54:00:00:00:01").unwrap();
-        let long = "é".repeat(MAX_REPORT_ERROR);
-        let r = FailureReport::new(node.clone(), &"s".repeat(100), &long);
+        let long = "é".repeat(MAX_REPORT_DETAIL);
+        let r = BootReport::failure(node.clone(), &"s".repeat(100), &long);
         assert_eq!(r.stage.len(), MAX_REPORT_STAGE);
-        assert!(r.error.len() <= MAX_REPORT_ERROR && r.error.len() >= MAX_REPORT_ERROR - 1);
-        assert!(r.error.chars().all(|c| c == 'é'));
+        assert!(r.detail.len() <= MAX_REPORT_DETAIL && r.detail.len() >= MAX_REPORT_DETAIL - 1);
+        assert!(r.detail.chars().all(|c| c == 'é'));
+        assert!(r.failed && !BootReport::running(node.clone(), "x").failed);
         let bytes = Request::Report(r.clone()).body();
-        assert_eq!(decode::<FailureReport>("report", &bytes).unwrap(), r);
+        assert_eq!(decode::<BootReport>("report", &bytes).unwrap(), r);
         assert_eq!(Request::Report(r).route(), ("POST", "/attest/report"));
     }
 

@@ -53,6 +53,75 @@ pub struct NodeConfig {
     pub dir: PathBuf,
     /// Its tap in the lab namespace.
     pub tap: String,
+    /// The lab's TPM vendor CA (see [`manufacture`]).
+    pub ca: PathBuf,
+}
+
+/// The root certificate (PEM) of the TPM vendor CA in `ca`.
+pub fn ca_root(ca: &Path) -> PathBuf {
+    ca.join("swtpm-localca-rootca-cert.pem")
+}
+
+/// The intermediate that signs the EK certificates, in `ca`.
+pub fn ca_intermediate(ca: &Path) -> PathBuf {
+    ca.join("issuercert.pem")
+}
+
+/// Manufactures a TPM 2.0 state in `state` as a vendor would: EK and
+/// platform certificates in NV (then locked), SHA-1 and SHA-256 banks,
+/// the certificates signed by the CA kept in `ca` (made by
+/// `swtpm_localca` on first use, shared by every TPM made with it), so a
+/// server trusting [`ca_root`] enrolls the node without an operator.
+pub fn manufacture(state: &Path, ca: &Path) -> Result<(), LabError> {
+    which("swtpm_setup", "swtpm-tools")?;
+    for dir in [state, ca] {
+        std::fs::create_dir_all(dir).map_err(|source| LabError::File {
+            path: dir.to_owned(),
+            source,
+        })?;
+    }
+    let write = |name: &str, text: String| {
+        let path = ca.join(name);
+        std::fs::write(&path, text).map_err(|source| LabError::File {
+            path: path.clone(),
+            source,
+        })?;
+        Ok::<_, LabError>(path)
+    };
+    let localca = write(
+        "swtpm-localca.conf",
+        format!(
+            "statedir = {ca}\nsigningkey = {ca}/signkey.pem\nissuercert = {ca}/issuercert.pem\n\
+             certserial = {ca}/certserial\n",
+            ca = ca.display()
+        ),
+    )?;
+    let options = write(
+        "swtpm-localca.options",
+        "--platform-manufacturer ironrack\n--platform-version 2.1\n--platform-model lab\n".into(),
+    )?;
+    let setup = write(
+        "swtpm_setup.conf",
+        format!(
+            "create_certs_tool = /usr/bin/swtpm_localca\ncreate_certs_tool_config = {}\n\
+             create_certs_tool_options = {}\n",
+            localca.display(),
+            options.display()
+        ),
+    )?;
+    run(std::process::Command::new("swtpm_setup")
+        .args(["--tpm2", "--tpmstate"])
+        .arg(state)
+        .arg("--config")
+        .arg(&setup)
+        .args([
+            "--create-ek-cert",
+            "--create-platform-cert",
+            "--lock-nvram",
+            "--overwrite",
+            "--pcr-banks",
+            "sha1,sha256",
+        ]))
 }
 
 /// `52:54:00:xx:xx:xx` spelling.
@@ -94,20 +163,7 @@ impl NodeConfig {
         if state.join("tpm2-00.permall").is_file() {
             return Ok(());
         }
-        which("swtpm_setup", "swtpm-tools")?;
-        std::fs::create_dir_all(&state).map_err(|source| LabError::File {
-            path: state.clone(),
-            source,
-        })?;
-        run(std::process::Command::new("swtpm_setup")
-            .args(["--tpm2", "--tpmstate"])
-            .arg(&state)
-            .args([
-                "--create-ek-cert",
-                "--create-platform-cert",
-                "--lock-nvram",
-                "--overwrite",
-            ]))
+        manufacture(&state, &self.ca)
     }
 
     /// Starts the node (and its swtpm) inside `net`, detached: they run

@@ -51,8 +51,15 @@ pub fn node_ip(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(198, 18, 0, 11 + i as u8)
 }
 
-/// The site file `ironrack serve` runs with.
-pub fn site_text(plan: &UpPlan) -> String {
+/// The lab's TPM vendor CA: every UEFI node's swtpm is manufactured with
+/// it, and the lab's server trusts it (`[attest] ek-roots`).
+pub fn tpm_ca(plan: &UpPlan) -> PathBuf {
+    plan.dir.join("tpm-ca")
+}
+
+/// The site file `ironrack serve` runs with; `ca` is the TPM vendor CA
+/// its attestation trusts, when the lab has UEFI (TPM) nodes.
+pub fn site_text(plan: &UpPlan, ca: Option<&Path>) -> String {
     let out_dir = plan
         .image
         .parent()
@@ -65,13 +72,20 @@ pub fn site_text(plan: &UpPlan) -> String {
          [images]\ndirs = [{out:?}]\ntrust-root = {trust:?}\n\n\
          [dhcp]\nmode = \"authoritative\"\n\n\
          [[interface]]\nname = \"{bridge}\"\naddress = \"{SERVER_ADDR}/24\"\n\n\
-         [boot]\nipxe-deb = {ipxe:?}\n\n\
-         [[rack]]\nname = \"lab\"\n",
+         [boot]\nipxe-deb = {ipxe:?}\n",
         out = out_dir.display().to_string(),
         trust = plan.trust.display().to_string(),
         bridge = super::net::BRIDGE,
         ipxe = plan.ipxe_deb.display().to_string(),
     );
+    if let Some(ca) = ca {
+        text.push_str(&format!(
+            "\n[attest]\nek-roots = [{:?}]\nek-intermediates = [{:?}]\n",
+            super::node::ca_root(ca).display().to_string(),
+            super::node::ca_intermediate(ca).display().to_string(),
+        ));
+    }
+    text.push_str("\n[[rack]]\nname = \"lab\"\n");
     for i in 0..plan.firmwares.len() {
         text.push_str(&format!(
             "\n[[rack.node]]\nmac = \"{}\"\nhostname = \"node-{}\"\nip = \"{}\"\nimage = \"{}\"\nversion = {}\n",
@@ -129,10 +143,33 @@ fn start_all(
     };
     let net = LabNet::create(&plan.ns, SERVER_ADDR)?;
     stop()?;
+    let ca = tpm_ca(plan);
+    let nodes: Vec<NodeConfig> = plan
+        .firmwares
+        .iter()
+        .enumerate()
+        .map(|(i, firmware)| NodeConfig {
+            name: format!("node-{}", i + 1),
+            mac: node_mac(i),
+            firmware: *firmware,
+            memory_mib: plan.memory_mib,
+            dir: plan.dir.join(format!("node-{}", i + 1)),
+            tap: format!("tap{i}"),
+            ca: ca.clone(),
+        })
+        .collect();
+    // TPMs first: the site's attestation trusts the CA they are made with.
+    for node in nodes.iter().filter(|n| n.firmware == Firmware::Uefi) {
+        node.manufacture_tpm()?;
+        stop()?;
+    }
+    let uefi = nodes.iter().any(|n| n.firmware == Firmware::Uefi);
     let site = plan.dir.join("site.toml");
-    std::fs::write(&site, site_text(plan)).map_err(|source| LabError::File {
-        path: site.clone(),
-        source,
+    std::fs::write(&site, site_text(plan, uefi.then_some(ca.as_path()))).map_err(|source| {
+        LabError::File {
+            path: site.clone(),
+            source,
+        }
     })?;
     let mut serve = net.command(&plan.ironrack.display().to_string());
     serve
@@ -145,29 +182,18 @@ fn start_all(
     state.save(&plan.dir)?;
     wait_for_http(&net, &server, &plan.dir.join("serve.log"))?;
     stop()?;
-    for (i, firmware) in plan.firmwares.iter().enumerate() {
-        let name = format!("node-{}", i + 1);
-        let dir = plan.dir.join(&name);
-        std::fs::create_dir_all(&dir).map_err(|source| LabError::File {
-            path: dir.clone(),
+    for config in nodes {
+        std::fs::create_dir_all(&config.dir).map_err(|source| LabError::File {
+            path: config.dir.clone(),
             source,
         })?;
-        let tap = format!("tap{i}");
-        net.add_tap(&tap)?;
-        let config = NodeConfig {
-            name: name.clone(),
-            mac: node_mac(i),
-            firmware: *firmware,
-            memory_mib: plan.memory_mib,
-            dir,
-            tap,
-        };
+        net.add_tap(&config.tap)?;
         let _ = std::fs::remove_file(config.console());
         let started = config.start(&net)?;
         state.nodes.push(NodeState {
-            name,
+            name: config.name.clone(),
             mac: mac_text(&config.mac),
-            firmware: *firmware,
+            firmware: config.firmware,
             console: config.console(),
             qemu: started.qemu,
             swtpm: started.swtpm,

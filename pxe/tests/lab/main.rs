@@ -79,6 +79,7 @@ fn nodes_boot_on_the_lab_bridge_and_down_removes_everything() {
             memory_mib: 256,
             dir: node_dir,
             tap,
+            ca: dir.path().join("tpm-ca"),
         };
         let started = config.start(&net).unwrap();
         if firmware == Firmware::Uefi {
@@ -87,6 +88,10 @@ fn nodes_boot_on_the_lab_bridge_and_down_removes_everything() {
             assert!(
                 config.dir.join("tpm/tpm2-00.permall").is_file(),
                 "swtpm_setup manufactured the TPM"
+            );
+            assert!(
+                ironrack_pxe::lab::node::ca_root(&config.ca).is_file(),
+                "with the lab's own vendor CA"
             );
         }
         nodes.push(NodeState {

@@ -38,7 +38,7 @@ use crate::attest::ek::{EkError, EkTrust, verify_ek_certificate};
 use crate::attest::gpu::GpuProfile;
 use crate::attest::image::ReleasedImage;
 use crate::attest::protocol::{
-    self, ActivateRequest, Bytes, Challenge, EnrollRequest, FailureReport, ImageRef, NodeId,
+    self, ActivateRequest, BootReport, Bytes, Challenge, EnrollRequest, ImageRef, NodeId,
     NonceRequest, NonceResponse, QuoteSubmission, Request, Response, Verdict,
 };
 use crate::attest::quote::{AkKey, Expected, QuoteError, verify_quote};
@@ -414,17 +414,23 @@ impl AttestService {
         Ok(verdict)
     }
 
-    /// `POST /attest/report`: a node's boot failed; the report is written to
-    /// its timeline as `failed` (over-long text was cut by the decoder's
-    /// limits; the content is the node's word, not evidence).
-    pub fn report(&self, report: &FailureReport) -> Result<Response, ServiceError> {
+    /// `POST /attest/report`: how a node's boot ended, written to its
+    /// timeline as `failed` or `running` (the content is the node's word,
+    /// not evidence).
+    pub fn report(&self, report: &BootReport) -> Result<Response, ServiceError> {
         if report.stage.len() > protocol::MAX_REPORT_STAGE
-            || report.error.len() > protocol::MAX_REPORT_ERROR
+            || report.detail.len() > protocol::MAX_REPORT_DETAIL
         {
-            return Err(malformed("report", "stage or error over its limit").into());
+            return Err(malformed("report", "stage or detail over its limit").into());
         }
-        tracing::warn!(node = %report.node, stage = %report.stage, error = %report.error, "node reports a failed boot");
-        self.note(&report.node, "failed", Some(&report.stage), &report.error)?;
+        let status = if report.failed {
+            tracing::warn!(node = %report.node, stage = %report.stage, error = %report.detail, "node reports a failed boot");
+            "failed"
+        } else {
+            tracing::info!(node = %report.node, stage = %report.stage, detail = %report.detail, "node reports");
+            "running"
+        };
+        self.note(&report.node, status, Some(&report.stage), &report.detail)?;
         Ok(Response::Noted {
             node: report.node.clone(),
         })

@@ -28,7 +28,7 @@ use super::Shared;
 use super::body::HttpBody;
 use super::metrics::Route;
 use crate::attest::protocol::{
-    self, ActivateRequest, EnrollRequest, FailureReport, MAX_BODY, NodeId, NonceRequest,
+    self, ActivateRequest, BootReport, EnrollRequest, MAX_BODY, NodeId, NonceRequest,
     ProtocolError, QuoteSubmission, Request as AttestRequest, Response as AttestResponse, Verdict,
 };
 use crate::site::MacAddr;
@@ -96,7 +96,7 @@ pub(super) async fn reply(
     };
     let node = node_of(&request).clone();
     let reported = match &request {
-        AttestRequest::Report(r) => Some(format!("{}: {}", r.stage, r.error)),
+        AttestRequest::Report(r) => Some((r.failed, format!("{}: {}", r.stage, r.detail))),
         _ => None,
     };
     let handled = tokio::task::spawn_blocking(move || service.handle(&request)).await;
@@ -160,9 +160,9 @@ async fn decode(route: Route, req: Request<Incoming>) -> Result<AttestRequest, U
         Route::AttestActivate => AttestRequest::Activate(
             protocol::decode::<ActivateRequest>(what, &body).map_err(malformed)?,
         ),
-        Route::AttestReport => AttestRequest::Report(
-            protocol::decode::<FailureReport>(what, &body).map_err(malformed)?,
-        ),
+        Route::AttestReport => {
+            AttestRequest::Report(protocol::decode::<BootReport>(what, &body).map_err(malformed)?)
+        }
         _ => AttestRequest::Quote(Box::new(
             protocol::decode::<QuoteSubmission>(what, &body).map_err(malformed)?,
         )),
@@ -204,7 +204,7 @@ fn record(
     peer: SocketAddr,
     node: &NodeId,
     response: &AttestResponse,
-    reported: Option<String>,
+    reported: Option<(bool, String)>,
 ) {
     let Some(mac) = mac_of(shared, peer, node) else {
         tracing::warn!(%node, %peer, "attestation message from a node with no known MAC: not in any boot timeline");
@@ -213,7 +213,10 @@ fn record(
     let verdict = match response {
         AttestResponse::Verdict(verdict) => verdict,
         AttestResponse::Noted { .. } => {
-            shared.inventory.record(mac, "agent-failed", None, reported);
+            if let Some((failed, detail)) = reported {
+                let kind = if failed { "agent-failed" } else { "running" };
+                shared.inventory.record(mac, kind, None, Some(detail));
+            }
             return;
         }
         _ => return,
