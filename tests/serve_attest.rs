@@ -221,7 +221,10 @@ fn a_node_attests_over_http_with_curl_and_is_revoked_by_the_cli() {
         return;
     }
     let mut lab = Lab::new();
-    let firmware = Firmware::new();
+    // As systemd-stub measures the command line the server's script passes.
+    let firmware = Firmware::served(
+        "node.efi console=ttyS0 ironrack.server=http://198.18.0.1:8080 ironrack.image=gpu-node@7",
+    );
     publish_image(&lab, &firmware);
     let (root, intermediate) = swtpm::local_ca_pem();
     std::fs::write(lab.path("ek-root.pem"), root).unwrap();

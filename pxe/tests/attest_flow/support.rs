@@ -53,6 +53,20 @@ impl Firmware {
     }
 
     pub fn with_uki(uki_authenticode: [u8; 32]) -> Firmware {
+        Self::build(uki_authenticode, None)
+    }
+
+    /// A boot whose UKI systemd-stub started with `load_options` (what a
+    /// server's iPXE script passes), measured into PCR 12 as the stub does.
+    #[allow(dead_code)] // used by tests/serve_attest.rs, not by attest_flow
+    pub fn served(load_options: &str) -> Firmware {
+        Self::build(
+            Sha256::digest(b"node.efi authenticode").into(),
+            Some(load_options),
+        )
+    }
+
+    fn build(uki_authenticode: [u8; 32], load_options: Option<&str>) -> Firmware {
         let mut b = EventLogBuilder::sha256();
         b.event(0, EventType::S_CRTM_VERSION, vec![0, 0]);
         for pcr in 0..8 {
@@ -72,6 +86,14 @@ impl Firmware {
             label.push(0);
             b.measure(11, EventType::IPL, &label, label.clone());
             b.measure(11, EventType::IPL, content, name.as_bytes());
+        }
+        if let Some(options) = load_options {
+            let measured: Vec<u8> = options
+                .encode_utf16()
+                .chain([0])
+                .flat_map(u16::to_le_bytes)
+                .collect();
+            b.measure(12, EventType::IPL, &measured, measured.clone());
         }
         Firmware {
             uki_authenticode,

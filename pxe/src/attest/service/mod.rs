@@ -596,11 +596,14 @@ impl AttestService {
             path: path.clone(),
             reason,
         };
-        let meta = match std::fs::metadata(&path) {
-            Ok(meta) => meta,
+        // One open file for the checks and the read: what is checked is
+        // what is released.
+        let mut file = match std::fs::File::open(&path) {
+            Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(failed(e.to_string())),
         };
+        let meta = file.metadata().map_err(|e| failed(e.to_string()))?;
         let mode = meta.permissions().mode();
         if mode & 0o077 != 0 {
             return Err(failed(format!(
@@ -608,13 +611,21 @@ impl AttestService {
                 mode & 0o7777
             )));
         }
-        if meta.len() > MAX_SECRET as u64 {
+        if !meta.is_file() || meta.len() > MAX_SECRET as u64 {
             return Err(failed(format!(
-                "{} bytes; at most {MAX_SECRET} are released",
+                "not a regular file of at most {MAX_SECRET} bytes ({} bytes)",
                 meta.len()
             )));
         }
-        let secret = Zeroizing::new(std::fs::read(&path).map_err(|e| failed(e.to_string()))?);
+        let mut secret = Zeroizing::new(Vec::new());
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(&mut file, MAX_SECRET as u64 + 1),
+            &mut secret,
+        )
+        .map_err(|e| failed(e.to_string()))?;
+        if secret.len() > MAX_SECRET {
+            return Err(failed(format!("grew past {MAX_SECRET} bytes while read")));
+        }
         let ek = Public::from_bytes(&record.ek_public).map_err(|e| malformed("stored EK", e))?;
         let ak = Public::from_bytes(&record.ak_public).map_err(|e| malformed("stored AK", e))?;
         let sealed = seal(&ek, &ak, &record.node, &secret).map_err(|e| failed(e.to_string()))?;
