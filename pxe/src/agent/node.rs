@@ -131,18 +131,27 @@ impl<T: Transport, C: AttestClient> NodeAgent<T, C> {
             .map_err(tpm_step("loading the attestation key"))
     }
 
-    /// Recovers a secret the server sealed to this TPM with an `attested`
-    /// verdict: ActivateCredential with the EK and the AK returns its key.
-    pub fn open_secret(&mut self, sealed: &SealedSecret) -> Result<Zeroizing<Vec<u8>>, AgentError> {
+    /// The EK the agent enrolls and opens credentials with: the first of
+    /// [`endorsement_keys`], certified whenever any is; the others are
+    /// released.
+    fn ek(&mut self) -> Result<EndorsementKey, AgentError> {
         let mut eks = endorsement_keys(&mut self.tpm).map_err(tpm_step("reading the EKs"))?;
         if eks.is_empty() {
             return Err(AgentError::NoEndorsementKey);
         }
-        // The same EK as the enrollment's (endorsement_keys' order).
         let ek = eks.remove(0);
         for other in &eks {
+            // Best effort: a transient handle left behind only costs a slot.
             let _ = other.release(&mut self.tpm);
         }
+        Ok(ek)
+    }
+
+    /// Recovers a secret the server sealed to this TPM with an `attested`
+    /// verdict: ActivateCredential with the EK and the AK returns its key.
+    pub fn open_secret(&mut self, sealed: &SealedSecret) -> Result<Zeroizing<Vec<u8>>, AgentError> {
+        // The same EK as the enrollment's.
+        let ek = self.ek()?;
         let key = self.ak().and_then(|ak| {
             let key = self
                 .tpm
@@ -165,16 +174,7 @@ impl<T: Transport, C: AttestClient> NodeAgent<T, C> {
     /// server's credential with ActivateCredential. Returns the server's
     /// verdict: enrolled, or pending operator approval.
     pub fn enroll(&mut self) -> Result<Verdict, AgentError> {
-        let mut eks = endorsement_keys(&mut self.tpm).map_err(tpm_step("reading the EKs"))?;
-        if eks.is_empty() {
-            return Err(AgentError::NoEndorsementKey);
-        }
-        // The first is certified whenever any is (endorsement_keys' order).
-        let ek = eks.remove(0);
-        for other in &eks {
-            // Best effort: a transient handle left behind only costs a slot.
-            let _ = other.release(&mut self.tpm);
-        }
+        let ek = self.ek()?;
         let result = self.enroll_with(&ek);
         let _ = ek.release(&mut self.tpm);
         result
