@@ -24,10 +24,10 @@ use tokio::task::JoinSet;
 use crate::attest::gpu::GpuProfile;
 use crate::attest::image::ReleasedImage;
 use crate::attest::protocol::NodeId;
-use crate::attest::service::NodePolicy;
 use crate::attest::service::{
     AttestConfig, AttestService, AttestStore, AttestStoreError, ImageCatalog, SqliteAttestStore,
 };
+use crate::attest::service::{BootChain, NodePolicy};
 use crate::images::{ImageStore, IpxeBinaries, IpxeError, LoadOptions};
 use crate::inventory::Inventory;
 use crate::net::dhcp::{DhcpError, DhcpServer};
@@ -156,6 +156,12 @@ impl NodePolicy for SitePolicy {
     }
     fn secure_boot(&self, node: &NodeId) -> Option<bool> {
         self.site.profile_of(node.as_str())?.secure_boot
+    }
+    fn boot_chain(&self, node: &NodeId) -> BootChain {
+        self.site
+            .profile_of(node.as_str())
+            .map(|p| p.boot_chain)
+            .unwrap_or_default()
     }
     fn load_options(&self, _: &NodeId, image: &ReleasedImage) -> Option<String> {
         let served = self.images.get(&image.name, image.version)?;

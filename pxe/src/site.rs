@@ -323,6 +323,12 @@ pub struct ProfileConfig {
     /// Whether the firmware must have Secure Boot on (PCR 7's
     /// `SecureBoot` variable); unchecked when absent.
     pub secure_boot: Option<bool>,
+    /// `"uki"` (default: UEFI, iPXE then the image's UKI, all measured) or
+    /// `"bios"` (legacy BIOS, kernel + initrd: the kernel and initramfs are
+    /// not measured, so only the quote, the firmware log, the agent's PCR
+    /// 15 and IMA are checked; see ARCHITECTURE.md).
+    #[serde(default)]
+    pub boot_chain: crate::attest::service::BootChain,
 }
 
 /// `[[rack.node]]`: one machine.

@@ -388,6 +388,29 @@ fn profiles_give_gpu_counts_and_an_undefined_one_names_the_node() {
 }
 
 #[test]
+fn a_profile_names_its_boot_chain_and_bios_cannot_promise_secure_boot() {
+    use crate::attest::service::BootChain;
+    let chain = |text: &str| load(text).map(|s| s.profile_of("gpu-r01-n01").unwrap().boot_chain);
+    assert_eq!(chain(GOOD).unwrap(), BootChain::Uki, "the default");
+    let bios = GOOD.replace(
+        "gpus = \"8 x 0x2330\"",
+        "gpus = \"8 x 0x2330\"\nboot-chain = \"bios\"",
+    );
+    assert_eq!(chain(&bios).unwrap(), BootChain::Bios);
+    let err = chain(&bios.replace(
+        "boot-chain = \"bios\"",
+        "boot-chain = \"bios\"\nsecure-boot = true",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("profile.h100x8.secure-boot"), "{err}");
+    let err = chain(&bios.replace("\"bios\"", "\"coreboot\""))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("coreboot"), "{err}");
+}
+
+#[test]
 fn pinned_versions_are_the_forced_ones_of_the_nodes_image() {
     let text = GOOD.replace(
         "profile = \"h100x8\"",

@@ -212,6 +212,17 @@ impl Validator<'_> {
         let mut by_name: HashMap<&str, MacAddr> = HashMap::new();
         let server_addrs: Vec<Ipv4Addr> =
             config.interfaces.iter().map(|i| i.address.addr).collect();
+        for (name, profile) in &config.profiles {
+            if profile.boot_chain == crate::attest::service::BootChain::Bios
+                && profile.secure_boot == Some(true)
+            {
+                return Err(self.invalid(
+                    format!("profile.{name}.secure-boot"),
+                    "a boot-chain = \"bios\" node has no UEFI Secure Boot to show; \
+                     remove secure-boot or use boot-chain = \"uki\"",
+                ));
+            }
+        }
         for rack in &config.racks {
             for node in &rack.nodes {
                 let name = node.hostname.as_str();

@@ -333,3 +333,71 @@ fn real_boot_chain_is_checked_against_what_the_server_served() {
     assert_eq!(code, "pcr7-secure-boot");
     assert!(reason.contains("Secure Boot is off"), "{reason}");
 }
+
+/// A legacy BIOS boot measures no UKI: a node whose profile says
+/// `boot-chain = "bios"` is judged on the quote, the firmware log, IMA and
+/// the agent's PCR 15 (and still refused for another rootfs); the same
+/// boot under the default UEFI chain is refused for the missing UKI.
+#[test]
+fn a_bios_chain_is_held_to_what_bios_can_measure() {
+    use ironrack_pxe::attest::protocol::NodeId;
+    use ironrack_pxe::attest::service::{BootChain, MemoryStore, NodePolicy};
+
+    struct Chain(BootChain);
+    impl NodePolicy for Chain {
+        fn boot_chain(&self, _: &NodeId) -> BootChain {
+            self.0
+        }
+    }
+    if !crate::swtpm::available() {
+        return;
+    }
+    let judge = |chain: BootChain, rootfs: Option<&[u8]>| {
+        use ironrack_pxe::attest::eventlog::agent::AgentMeasurement;
+        use sha2::{Digest as _, Sha256};
+        let firmware = crate::support::Firmware::bios();
+        let image = crate::support::SignedImage::new(&firmware, 1);
+        let mut site = Site::assemble(
+            firmware,
+            image,
+            local_ca_trust(),
+            Arc::new(MemoryStore::new()),
+        );
+        site.service = site.service.with_policy(Arc::new(Chain(chain)));
+        let (_sw, tpm) = site.booted_tpm();
+        let mut agent = NodeAgent::new(tpm, &site.service, node("52:54:00:12:34:58"));
+        agent.enroll().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        match rootfs {
+            None => measured_boot(&mut agent, &site, dir.path()),
+            Some(other) => {
+                let released = site.image.released();
+                agent
+                    .measure(AgentMeasurement::Manifest, released.manifest_sha256)
+                    .unwrap();
+                agent
+                    .measure(AgentMeasurement::Rootfs, Sha256::digest(other).into())
+                    .unwrap();
+                agent
+                    .measure(
+                        AgentMeasurement::Gpus,
+                        ironrack_pxe::attest::gpu::GpuInventory::default().sha256(),
+                    )
+                    .unwrap();
+                agent.attest(&site.firmware.log, site.image.image_ref())
+            }
+        }
+    };
+    let verdict = judge(BootChain::Bios, None).unwrap();
+    assert!(matches!(verdict, Verdict::Attested { .. }), "{verdict:?}");
+    match judge(BootChain::Uki, None) {
+        Err(ironrack_pxe::agent::AgentError::Refused { code, .. }) => assert_eq!(code, "pcr4-uki"),
+        other => panic!("expected pcr4-uki, got {other:?}"),
+    }
+    match judge(BootChain::Bios, Some(b"another rootfs")) {
+        Err(ironrack_pxe::agent::AgentError::Refused { code, .. }) => {
+            assert_eq!(code, "agent-rootfs")
+        }
+        other => panic!("expected agent-rootfs, got {other:?}"),
+    }
+}

@@ -66,6 +66,27 @@ impl Firmware {
         )
     }
 
+    /// A legacy BIOS boot as SeaBIOS measures it: itself, the separators,
+    /// the INT 19h hand-over in PCR 4, then nothing (iPXE starts the kernel
+    /// unmeasured; no stub fills PCR 11 or 12).
+    pub fn bios() -> Firmware {
+        let mut b = EventLogBuilder::sha256();
+        b.event(0, EventType::S_CRTM_VERSION, b"SeaBIOS".to_vec());
+        for pcr in 0..8 {
+            b.separator(pcr);
+        }
+        b.measure(
+            4,
+            EventType::ACTION,
+            b"Calling INT 19h",
+            b"Calling INT 19h".to_vec(),
+        );
+        Firmware {
+            uki_authenticode: Sha256::digest(b"node.efi authenticode").into(),
+            log: b.to_bytes().unwrap(),
+        }
+    }
+
     fn build(uki_authenticode: [u8; 32], load_options: Option<&str>) -> Firmware {
         let mut b = EventLogBuilder::sha256();
         b.event(0, EventType::S_CRTM_VERSION, vec![0, 0]);

@@ -25,6 +25,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
 
+pub use evidence::BootChain;
 pub use memory::MemoryStore;
 pub use refusal::Refusal;
 pub use sqlite::SqliteAttestStore;
@@ -78,6 +79,11 @@ pub trait NodePolicy: Send + Sync {
     /// Authenticode SHA-256 of every boot loader (iPXE) the server serves.
     fn boot_loaders(&self) -> Option<Vec<[u8; 32]>> {
         None
+    }
+    /// How the node's firmware starts the image (`[profile.NAME]
+    /// boot-chain`): what its firmware log can be held to.
+    fn boot_chain(&self, _node: &NodeId) -> BootChain {
+        BootChain::Uki
     }
 }
 
@@ -533,6 +539,7 @@ impl AttestService {
             gpus: &sub.gpus,
         };
         let expect = evidence::Expectations {
+            chain: self.policy.boot_chain(&sub.node),
             gpus: self.policy.gpu_profile(&sub.node),
             secure_boot: self.policy.secure_boot(&sub.node),
             load_options: self.policy.load_options(&sub.node, &image),

@@ -31,6 +31,7 @@ use crate::attest::protocol::{
     self, ActivateRequest, BootReport, EnrollRequest, MAX_BODY, NodeId, NonceRequest,
     ProtocolError, QuoteSubmission, Request as AttestRequest, Response as AttestResponse, Verdict,
 };
+use crate::attest::service::BootChain;
 use crate::site::MacAddr;
 
 type Reply = Response<HttpBody>;
@@ -227,7 +228,13 @@ fn record(
             "attested",
             Some(format!("{}@{}", image.name, image.version)),
             format!(
-                "quote of node {node} verified against the signed manifest{}",
+                "quote of node {node} verified against the signed manifest{}{}",
+                match shared.current().site.profile_of(node.as_str()) {
+                    Some(p) if p.boot_chain == BootChain::Bios => {
+                        " (boot-chain bios: kernel and initramfs not measured by the firmware)"
+                    }
+                    _ => "",
+                },
                 if secret.is_some() {
                     "; secret released, sealed to its TPM"
                 } else {
