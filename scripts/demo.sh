@@ -32,16 +32,18 @@ for k in root-a root-b ci mirror; do
 done
 
 step "trust.json: roots (threshold 2) delegate image:gpu-node on channel:stable to ci"
-if [ ! -f trust.json ]; then
+[ -f trust.json ] ||
   "$ironrack" keys trust init --root keys/root-a.key --root keys/root-b.key \
     --threshold 2 --expires 365d -o trust.json
-  "$ironrack" keys trust add-signer trust.json --pub keys/ci.pub --name ci \
-    --scope image:gpu-node --scope channel:stable --expires 90d \
-    --root keys/root-a.key --root keys/root-b.key
-  "$ironrack" keys trust add-signer trust.json --pub keys/mirror.pub --name mirror \
-    --scope mirror:site --expires 90d \
-    --root keys/root-a.key --root keys/root-b.key
-fi
+# Each signer once (a demo directory from an older ironrack may lack one).
+signer() {
+  local name=$1; shift
+  grep -Eq "\"name\": ?\"$name\"" trust.json ||
+    "$ironrack" keys trust add-signer trust.json --pub "keys/$name.pub" --name "$name" \
+      "$@" --expires 90d --root keys/root-a.key --root keys/root-b.key
+}
+signer ci --scope image:gpu-node --scope channel:stable
+signer mirror --scope mirror:site
 "$ironrack" keys trust show trust.json
 
 step "sign a file and verify it with ironrack and with minisign"
@@ -69,11 +71,11 @@ cp "$repo/images/gpu-node.toml" images/gpu-node.toml
 [ -d mirror ] || "$ironrack" mirror init mirror --name site
 pins=(--pin keys/root-a.pub --pin keys/root-b.pub)
 # Synced once; again only when the spec needs what the snapshot lacks.
-if [ ! -f mirror/refs/bookworm-site ] ||
+if [ ! -f mirror/refs/bookworm-site ] || ! ls mirror/pool/main/i/ipxe/ipxe_*_all.deb >/dev/null 2>&1 ||
    ! "$ironrack" lock images/gpu-node.toml --trust trust.json "${pins[@]}" >/dev/null 2>&1; then
   "$ironrack" mirror sync mirror --from-host-apt \
     --add-components non-free,non-free-firmware,contrib \
-    --for images/gpu-node.toml --ref bookworm-site --key keys/mirror.key
+    --for images/gpu-node.toml --package ipxe --ref bookworm-site --key keys/mirror.key
 fi
 "$ironrack" mirror verify mirror bookworm-site --trust trust.json "${pins[@]}"
 

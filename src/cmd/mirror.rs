@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use ironrack_builder::source::mirror::import::{ImportOptions, import};
 use ironrack_builder::source::mirror::sync::{
     self, ExactPackages, Keyring, PackageRequest, Selection, Sources, SpecClosure, SyncOptions,
-    Upstream,
+    Union, Upstream,
 };
 use ironrack_builder::source::mirror::{Mirror, Snapshot, Verifier};
 use ironrack_keys::{PublicKey, Trust};
@@ -81,7 +81,7 @@ pub struct ImportArgs {
 /// Arguments of `mirror sync`.
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["from", "from_host_apt"])))]
-#[command(group(clap::ArgGroup::new("selection").required(true).args(["for_specs", "packages"])))]
+#[command(group(clap::ArgGroup::new("selection").required(true).multiple(true).args(["for_specs", "packages"])))]
 pub struct SyncArgs {
     /// The mirror directory.
     pub dir: PathBuf,
@@ -109,7 +109,8 @@ pub struct SyncArgs {
     #[arg(long = "for", value_name = "SPEC")]
     pub for_specs: Vec<PathBuf>,
     /// Fetch exactly this package (NAME: its newest version; NAME=VERSION:
-    /// that one), no dependencies (repeat).
+    /// that one), no dependencies (repeat; with --for, on top of the
+    /// specs' closures, e.g. `--package ipxe` for the boot server).
     #[arg(long = "package", value_name = "NAME[=VERSION]")]
     pub packages: Vec<String>,
     #[command(flatten)]
@@ -299,17 +300,26 @@ fn sync_upstream(args: SyncArgs) -> anyhow::Result<()> {
     )
 }
 
+/// `--for` specs' closures and `--package` requests, together when both
+/// are given.
 fn selection(args: &SyncArgs) -> anyhow::Result<Box<dyn Selection>> {
+    let mut parts: Vec<Box<dyn Selection>> = Vec::new();
     if !args.for_specs.is_empty() {
         let closure = SpecClosure::load(&args.for_specs).context("loading image specs")?;
-        return Ok(Box::new(closure));
+        parts.push(Box::new(closure));
     }
-    let requests = args
-        .packages
-        .iter()
-        .map(|p| PackageRequest::parse(p))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Box::new(ExactPackages { requests }))
+    if !args.packages.is_empty() {
+        let requests = args
+            .packages
+            .iter()
+            .map(|p| PackageRequest::parse(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        parts.push(Box::new(ExactPackages { requests }));
+    }
+    Ok(match parts.len() {
+        1 => parts.remove(0),
+        _ => Box::new(Union(parts)),
+    })
 }
 
 fn list(args: ListArgs) -> anyhow::Result<()> {

@@ -23,7 +23,7 @@ mod upstream;
 
 pub use closure::SpecClosure;
 pub use gpgv::Keyring;
-pub use select::{ExactPackages, PackageRequest, Selection};
+pub use select::{ExactPackages, PackageRequest, Selection, Union};
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;

@@ -107,6 +107,32 @@ impl Selection for ExactPackages {
     }
 }
 
+/// Everything any of several selections picks (`--for SPEC` and
+/// `--package NAME` together: an image's closure plus what the server
+/// needs beside it, such as `ipxe`).
+pub struct Union(pub Vec<Box<dyn Selection>>);
+
+impl std::fmt::Debug for Union {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Union({} selections)", self.0.len())
+    }
+}
+
+impl Selection for Union {
+    fn select(
+        &self,
+        catalog: &Catalog,
+        entries: &[Entry],
+        architectures: &[String],
+    ) -> Result<Vec<usize>, Error> {
+        let mut out = std::collections::BTreeSet::new();
+        for selection in &self.0 {
+            out.extend(selection.select(catalog, entries, architectures)?);
+        }
+        Ok(out.into_iter().collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,6 +177,17 @@ mod tests {
             pick(&["nope"]),
             Err(Error::PackageNotFound { .. })
         ));
+        let exact = |reqs: &[&str]| -> Box<dyn Selection> {
+            let requests = reqs
+                .iter()
+                .map(|r| PackageRequest::parse(r).unwrap())
+                .collect();
+            Box::new(ExactPackages { requests })
+        };
+        let union = Union(vec![exact(&["doc", "fw"]), exact(&["doc"])]);
+        assert_eq!(union.select(&catalog, &entries, &archs).unwrap(), [1, 3]);
+        let union = Union(vec![exact(&["doc"]), exact(&["nope"])]);
+        assert!(union.select(&catalog, &entries, &archs).is_err());
         for bad in ["", "=1", "a=", "A b", "x=1:"] {
             assert!(PackageRequest::parse(bad).is_err(), "{bad}");
         }
