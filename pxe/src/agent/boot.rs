@@ -19,7 +19,7 @@ use super::http::{DEFAULT_TIMEOUT, HttpClient, HttpError};
 use super::init::{Console, Stage1};
 use super::network::{NetError, NetSetup, mac_text};
 use super::retry::{Backoff, Failure, retry};
-use super::switch_root::{RootLayout, SwitchError, prepare_root};
+use super::switch_root::{RootLayout, SwitchError, name_root, prepare_root};
 use super::{AgentError, FIRMWARE_LOG, IMA_LOG, NodeAgent};
 use crate::attest::gpu::GpuInventory;
 use crate::attest::protocol::{
@@ -138,8 +138,9 @@ pub fn run_stage2<W: Write>(
     })?;
     console.line(format_args!("DHCP: lease {lease}"));
     let node = NodeId::new(&mac_text(&nic.mac)).map_err(BootError::NodeId)?;
+    let hostname = Some(lease.hostname.as_str()).filter(|h| !h.is_empty());
     let result = verified_root(
-        client, &trust, stage1, &request, &node, options, console, sleep,
+        client, &trust, stage1, &request, &node, hostname, options, console, sleep,
     );
     let report = match &result {
         Ok(ready) => BootReport::running(
@@ -197,6 +198,7 @@ fn verified_root<W: Write>(
     stage1: &Stage1,
     request: &ImageRequest,
     node: &NodeId,
+    hostname: Option<&str>,
     options: &Stage2Options,
     console: &mut Console<W>,
     sleep: &mut dyn FnMut(Duration),
@@ -244,6 +246,8 @@ fn verified_root<W: Write>(
 
     let layout = RootLayout::under(root);
     prepare_root(&image.rootfs.path, &layout, IMAGE_INIT)?;
+    let running = format!("{}@{}", image.image.name, image.image.version);
+    name_root(root, &layout, hostname, &running)?;
     console.line(format_args!(
         "root prepared: {} read-only at {}, overlay at {}",
         image.image.rootfs_name,

@@ -182,6 +182,8 @@ pub struct Lease {
     pub router: String,
     /// The DHCP server.
     pub server: String,
+    /// The host name the server gave (option 12), if any.
+    pub hostname: String,
 }
 
 impl Lease {
@@ -199,6 +201,7 @@ impl Lease {
                 "mask" => lease.mask = value,
                 "router" => lease.router = value,
                 "server" => lease.server = value,
+                "hostname" => lease.hostname = value,
                 _ => {}
             }
         }
@@ -211,6 +214,9 @@ impl std::fmt::Display for Lease {
         write!(f, "{}/{} on {}", self.ip, self.mask, self.interface)?;
         if !self.router.is_empty() {
             write!(f, ", router {}", self.router)?;
+        }
+        if !self.hostname.is_empty() {
+            write!(f, ", host name {}", self.hostname)?;
         }
         if !self.server.is_empty() {
             write!(f, ", from DHCP server {}", self.server)?;
@@ -381,11 +387,12 @@ mod tests {
     #[test]
     fn the_lease_the_script_writes() {
         let text = "interface=ens3\nip=198.18.0.100\nmask=24\nrouter=198.18.0.1\n\
-                    dns=\nserver=198.18.0.1\nlease-time=600\n";
+                    dns=\nserver=198.18.0.1\nhostname=node-1\nlease-time=600\n";
         let lease = Lease::parse(text);
+        assert_eq!(lease.hostname, "node-1");
         assert_eq!(
             lease.to_string(),
-            "198.18.0.100/24 on ens3, router 198.18.0.1, from DHCP server 198.18.0.1"
+            "198.18.0.100/24 on ens3, router 198.18.0.1, host name node-1, from DHCP server 198.18.0.1"
         );
     }
 }

@@ -43,6 +43,15 @@ pub enum SwitchError {
         /// The image.
         path: PathBuf,
     },
+    /// A file of the new root could not be written.
+    #[error("writing {path}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A directory could not be made.
     #[error("creating {path}")]
     Mkdir {
@@ -174,6 +183,48 @@ pub fn prepare_root(image: &Path, layout: &RootLayout, init: &str) -> Result<(),
         });
     }
     Ok(())
+}
+
+/// Where the agent tells the image what it runs (`NAME@VERSION`), under
+/// the `/run` the image inherits.
+pub const IMAGE_FILE: &str = "run/ironrack/image";
+
+/// Names the prepared root: `/etc/hostname` (in the writable layer) from
+/// the DHCP lease when the server gave a valid host name, and
+/// [`IMAGE_FILE`] under `root` with the image it runs.
+pub fn name_root(
+    root: &Path,
+    layout: &RootLayout,
+    hostname: Option<&str>,
+    image: &str,
+) -> Result<(), SwitchError> {
+    if let Some(name) = hostname.filter(|h| valid_hostname(h)) {
+        write(&layout.newroot.join("etc/hostname"), &format!("{name}\n"))?;
+    }
+    write(&root.join(IMAGE_FILE), &format!("{image}\n"))
+}
+
+/// RFC 1123 labels of letters, digits and `-`, at most 253 bytes in all.
+pub fn valid_hostname(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+fn write(path: &Path, text: &str) -> Result<(), SwitchError> {
+    if let Some(parent) = path.parent() {
+        mkdir(parent)?;
+    }
+    std::fs::write(path, text).map_err(|source| SwitchError::Write {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// Moves each of `mounts` (`/proc`, ...) to the same place under `newroot`.

@@ -140,3 +140,33 @@ fn only_squashfs_and_erofs_by_name() {
     let err = prepare_root(Path::new("/run/rootfs.tar"), &layout, "/sbin/init").unwrap_err();
     assert!(matches!(err, SwitchError::FsType { .. }), "{err}");
 }
+
+#[test]
+fn the_root_is_named_from_the_lease_and_a_bad_name_is_not_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let layout = RootLayout::under(root);
+    std::fs::create_dir_all(layout.newroot.join("etc")).unwrap();
+    name_root(root, &layout, Some("gpu-r01-n07.lab"), "gpu-node@3").unwrap();
+    let hostname = std::fs::read_to_string(layout.newroot.join("etc/hostname")).unwrap();
+    assert_eq!(hostname, "gpu-r01-n07.lab\n");
+    let image = std::fs::read_to_string(root.join(IMAGE_FILE)).unwrap();
+    assert_eq!(image, "gpu-node@3\n");
+    std::fs::remove_file(layout.newroot.join("etc/hostname")).unwrap();
+    for bad in [
+        "",
+        "-a",
+        "a-",
+        "a..b",
+        "x/../../etc",
+        "a b",
+        &"a".repeat(64),
+    ] {
+        name_root(root, &layout, Some(bad), "gpu-node@3").unwrap();
+        assert!(
+            !layout.newroot.join("etc/hostname").exists(),
+            "{bad:?} written"
+        );
+    }
+    assert!(valid_hostname("node-1"));
+}

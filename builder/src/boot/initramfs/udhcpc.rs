@@ -44,6 +44,7 @@ bound|renew)
 		echo "router=$router"
 		echo "dns=$dns"
 		echo "server=$serverid"
+		echo "hostname=$hostname"
 		echo "lease-time=$lease"
 	} > "$out"
 	;;
