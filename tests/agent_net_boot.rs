@@ -21,30 +21,24 @@
 
 #![allow(clippy::print_stderr)]
 
-#[allow(dead_code)]
-#[path = "../builder/tests/boot/debs.rs"]
-mod debs;
+mod agent_image;
 mod serve_support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ironrack_builder::boot::cpio::DEFAULT_COMPRESSION;
-use ironrack_builder::boot::elf::ImageRoot;
-use ironrack_builder::boot::initramfs::{
-    AgentConfig, InitProgram, InitramfsSpec, TRUST_PATH, UDHCPC_SCRIPT_PATH, assemble,
-};
+use ironrack_builder::boot::initramfs::TRUST_PATH;
 use ironrack_pxe::agent::boot::SECRET_PATH;
 use ironrack_pxe::testkit;
 use sha2::{Digest as _, Sha256};
 
-use debs::{RELEASE, run};
+use agent_image::{MARKER, debs};
+use debs::RELEASE;
 use serve_support::*;
 
 const NODE_MAC: &str = "52:54:00:12:00:41";
 const IMAGE: &str = "test-node";
-const MARKER: &str = "IRONRACK-IMAGE-INIT-RAN";
 /// Bounds the wait for the boot under TCG; nothing is timed.
 const BOOT_PATIENCE: Duration = Duration::from_secs(300);
 
@@ -61,72 +55,6 @@ fn have_tools(test: &str) -> bool {
         assert!(found, "{test}: {tool} is missing; run scripts/deps.sh");
     }
     true
-}
-
-/// `ironrack` without its debug info (as a release build would be).
-fn agent(dir: &Path) -> PathBuf {
-    let out = dir.join("ironrack");
-    run(Command::new("strip")
-        .args(["--strip-debug", "-o"])
-        .arg(&out)
-        .arg(env!("CARGO_BIN_EXE_ironrack")));
-    out
-}
-
-/// A squashfs whose /sbin/init prints MARKER and powers off.
-fn rootfs(dir: &Path) -> PathBuf {
-    let tree = dir.join("image-tree");
-    for sub in ["bin", "sbin", "etc", "proc", "sys", "dev", "run"] {
-        std::fs::create_dir_all(tree.join(sub)).unwrap();
-    }
-    std::fs::copy("/bin/busybox", tree.join("bin/busybox")).unwrap();
-    std::os::unix::fs::symlink("busybox", tree.join("bin/sh")).unwrap();
-    let init = tree.join("sbin/init");
-    std::fs::write(
-        &init,
-        format!(
-            "#!/bin/sh\necho {MARKER}\n\
-             echo \"secret: $(/bin/busybox cat /{SECRET_PATH}) mode $(/bin/busybox stat -c %a /{SECRET_PATH})\"\n\
-             /bin/busybox poweroff -f\n"
-        ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&init, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let out = dir.join("rootfs.squashfs");
-    run(Command::new("mksquashfs").arg(&tree).arg(&out).args([
-        "-noappend",
-        "-quiet",
-        "-no-progress",
-        "-all-root",
-    ]));
-    out
-}
-
-/// The initramfs the builder assembles around the image's kernel modules
-/// and libc: the real (stripped) `ironrack` as /init, the lab's trust root.
-fn initramfs(lab: &Lab, image_root: &Path) -> Vec<u8> {
-    let mut spec = InitramfsSpec::new(
-        RELEASE,
-        InitProgram::Agent(agent(lab.dir.path())),
-        1_700_000_000,
-    );
-    spec.agent = Some(AgentConfig {
-        version: 1,
-        image: IMAGE.into(),
-        channel: "stable".into(),
-        trust: format!("/{TRUST_PATH}"),
-        server: None,
-        modules: Vec::new(),
-        kernel_release: String::new(),
-    });
-    spec.trust = Some(std::fs::read(&lab.world.trust_path).unwrap());
-    let initramfs = assemble(&ImageRoot::new(image_root), &spec).unwrap();
-    assert!(
-        initramfs.archive.get(UDHCPC_SCRIPT_PATH).is_some(),
-        "the udhcpc script is in the initramfs"
-    );
-    initramfs.to_bytes(DEFAULT_COMPRESSION).unwrap()
 }
 
 /// Boots the node and waits for it to power off; `during` sees the
@@ -177,7 +105,7 @@ fn the_agent_fetches_verifies_measures_enrolls_and_obeys_a_revocation() {
         return;
     }
     let mut lab = Lab::new();
-    let squashfs = rootfs(lab.dir.path());
+    let squashfs = agent_image::rootfs(lab.dir.path());
     let image_dir = lab
         .world
         .image(
@@ -194,7 +122,12 @@ fn the_agent_fetches_verifies_measures_enrolls_and_obeys_a_revocation() {
 
     let image_root = debs::kernel_libc_root();
     let initrd = lab.path("initrd.img");
-    std::fs::write(&initrd, initramfs(&lab, &image_root)).unwrap();
+    let trust = lab.world.trust_path.clone();
+    std::fs::write(
+        &initrd,
+        agent_image::initramfs(lab.dir.path(), &trust, IMAGE, &image_root),
+    )
+    .unwrap();
     let kernel = image_root.join(format!("boot/vmlinuz-{RELEASE}"));
     let sock = lab.path("swtpm.sock");
     let _swtpm =
@@ -322,7 +255,6 @@ const TOKEN: &str = "join-token-5f0c2a9e";
 /// switches to the image's init, which prints the secret it found.
 #[test]
 fn an_attested_node_gets_its_secret_and_runs_the_image() {
-    use ironrack_builder::boot::uki::{UkiInputs, build_uki, measure_uki};
     use std::os::unix::fs::PermissionsExt as _;
 
     let test = "an_attested_node_gets_its_secret_and_runs_the_image";
@@ -334,46 +266,14 @@ fn an_attested_node_gets_its_secret_and_runs_the_image() {
         "{test}: qemu or OVMF missing; run scripts/deps.sh"
     );
     let mut lab = Lab::new();
-    let squashfs = rootfs(lab.dir.path());
-    let image_root = debs::kernel_libc_root();
-    let initrd = initramfs(&lab, &image_root);
-    let linux = std::fs::read(image_root.join(format!("boot/vmlinuz-{RELEASE}"))).unwrap();
-    let stub = std::fs::read(testkit::stub(&cache()).unwrap()).unwrap();
-    let uki = build_uki(&UkiInputs {
-        stub: &stub,
-        linux: &linux,
-        initrd: &initrd,
-        cmdline: "console=ttyS0",
-        osrel: b"ID=ironrack-test\n",
-        uname: Some(RELEASE),
-        splash: None,
-    })
-    .unwrap();
-    let measured = measure_uki(&uki, &linux).unwrap();
-    let uki_path = lab.path("node.efi");
-    std::fs::write(&uki_path, &uki).unwrap();
-    let payload = serde_json::json!({
-        "kernel": { "cmdline": "console=ttyS0 panic=-1" },
-        "measurements": {
-            "uki": "node.efi",
-            "uki-authenticode": measured.uki_authenticode,
-            "pcr11": measured.pcr11,
-            "kernel-authenticode": measured.kernel_authenticode,
-            "agent-pcr": 15,
-        },
-    });
-    lab.world
-        .image_with_payload(
-            &lab.path("out"),
-            IMAGE,
-            1,
-            payload,
-            &[
-                ("rootfs.squashfs", squashfs.as_path()),
-                ("node.efi", uki_path.as_path()),
-            ],
-        )
-        .unwrap();
+    agent_image::build(
+        &lab.world,
+        &cache(),
+        lab.dir.path(),
+        &lab.path("out"),
+        IMAGE,
+        1,
+    );
 
     // The TPM as its vendor ships it, and the vendor's CA in the site.
     let tpm = lab.path("tpm");
@@ -440,7 +340,7 @@ fn an_attested_node_gets_its_secret_and_runs_the_image() {
             TOKEN.len()
         ),
         format!("ironrack agent: hand-over reported to {BASE_URL}"),
-        MARKER.to_owned(),
+        format!("{MARKER} host att-n1 image {IMAGE}@1"),
         format!("secret: {TOKEN} mode 600"),
     ] {
         assert!(has(&want), "{want:?} missing; {}", fail());

@@ -1,13 +1,21 @@
 //! `ironrack lab` end to end, as root: `lab up` boots a UEFI node (OVMF +
-//! swtpm) and a BIOS node (SeaBIOS + iPXE ROM) from a signed test image
-//! through `ironrack serve` in its own namespace, follows them through the
-//! server's timeline to `booting`, prints the table; `lab status`, `lab
-//! logs` show them; `lab down` leaves no process and no namespace.
+//! swtpm: iPXE → the UKI) and a BIOS node (SeaBIOS + swtpm, the NIC's iPXE
+//! → undionly path → kernel + initrd) from a signed agent image through
+//! `ironrack serve` in its own namespace. Both agents fetch and verify the
+//! image, enroll (their TPMs come from the lab's vendor CA), are attested
+//! (the UEFI node on the whole UKI chain, the BIOS node on what SeaBIOS can
+//! measure) and hand over to the image, whose init names its host (from
+//! DHCP) and image. `lab up` follows them to `running` and prints the
+//! table; `lab status`, `lab logs` show them; `lab down` leaves no process
+//! and no namespace.
 //!
-//! The image is the serve tests' (the Debian cloud kernel, a busybox
-//! initramfs whose init prints a marker, a UKI around Debian's
+//! The image: tests/agent_image (the Debian cloud kernel, the builder's
+//! initramfs with this `ironrack` as the agent, a UKI around Debian's
 //! systemd-stub), signed by a throwaway trust root.
 
+#![allow(clippy::print_stderr)]
+
+mod agent_image;
 mod serve_support;
 
 use std::path::Path;
@@ -15,7 +23,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use ironrack_pxe::lab::LabState;
-use ironrack_pxe::testkit::{self, SigningWorld};
+use ironrack_pxe::testkit::SigningWorld;
 use serve_support::{cache, ipxe_deb, skip};
 
 fn ironrack(args: &[&str]) -> Output {
@@ -41,23 +49,7 @@ fn lab_up_boots_mixed_firmware_and_down_cleans_up() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let world = SigningWorld::new(d).unwrap();
-    let kernel = testkit::kernel(&cache()).unwrap();
-    let initrd = testkit::initramfs(d).unwrap();
-    let stub = testkit::stub(&cache()).unwrap();
-    let uki = testkit::uki(&stub, &kernel, &initrd, "console=ttyS0", d).unwrap();
-    let image = world
-        .image(
-            &d.join("out"),
-            "lab-node",
-            1,
-            "console=ttyS0 panic=-1",
-            &[
-                ("vmlinuz", &kernel),
-                ("initrd.img", &initrd),
-                ("node.efi", &uki),
-            ],
-        )
-        .unwrap();
+    let image = agent_image::build(&world, &cache(), d, &d.join("out"), "lab-node", 1);
     let lab = d.join("lab");
     let lab_s = lab.display().to_string();
     let ipxe = ipxe_deb();
@@ -77,14 +69,15 @@ fn lab_up_boots_mixed_firmware_and_down_cleans_up() {
         "--memory",
         "512",
         "--until",
-        "booting",
+        "running",
         "--timeout",
-        "400",
+        "600",
         "--dir",
         &lab_s,
     ]);
     let state = LabState::load(&lab).unwrap();
     let report = text(&up);
+    eprintln!("lab up said:\n{report}");
     let result = std::panic::catch_unwind(|| check_up(&up, &report, &lab, &lab_s));
     // Down in every case, then judge.
     let down = ironrack(&["lab", "down", "--dir", &lab_s]);
@@ -111,24 +104,28 @@ fn lab_up_boots_mixed_firmware_and_down_cleans_up() {
 
 fn check_up(up: &Output, report: &str, lab: &Path, lab_s: &str) {
     assert!(up.status.success(), "lab up: {report}");
-    for (node, fw) in [("node-1", "uefi"), ("node-2", "bios")] {
+    for (node, fw, chain) in [
+        ("node-1", "uefi", "attested (uki chain)"),
+        ("node-2", "bios", "attested (bios chain)"),
+    ] {
         let line = report
             .lines()
             .find(|l| l.starts_with(node))
             .unwrap_or_else(|| panic!("no {node} row: {report}"));
         assert!(line.contains(fw), "{line}");
         assert!(line.contains("lab-node@1"), "{line}");
-        assert!(line.contains("booting"), "{line}");
+        assert!(line.contains(" running "), "{line}");
+        assert!(line.contains(chain), "{line}");
     }
-    // Every process is listed; the server runs. (A test node's init ends
-    // after its marker, its kernel panics, qemu -no-reboot exits: nodes
-    // may show EXITED here.)
+    // Every process is listed; the server runs. (A test node's init powers
+    // off after its marker, qemu -no-reboot exits: nodes may show EXITED.)
     let status = text(&ironrack(&["lab", "status", "--dir", lab_s]));
     for what in [
         "ironrack serve",
         "qemu node-1",
         "swtpm node-1",
         "qemu node-2",
+        "swtpm node-2",
     ] {
         assert!(status.contains(what), "{what} not listed: {status}");
     }
@@ -138,13 +135,15 @@ fn check_up(up: &Output, report: &str, lab: &Path, lab_s: &str) {
             .any(|l| l.contains("ironrack serve") && l.contains("running")),
         "{status}"
     );
-    // Both kernels reach the test init (the marker on their consoles).
+    // Both images' inits ran, named by the agent: the host name the
+    // server's DHCP gave, the image it verified.
     let deadline = Instant::now() + Duration::from_secs(240);
     let mut consoles = Vec::new();
     for node in ["node-1", "node-2"] {
+        let marker = format!("{} host {node} image lab-node@1", agent_image::MARKER);
         loop {
             let logs = text(&ironrack(&["lab", "logs", node, "--dir", lab_s]));
-            if logs.contains(testkit::INIT_MARKER) {
+            if logs.contains(&marker) {
                 break;
             }
             if Instant::now() > deadline {

@@ -42,7 +42,7 @@ pub fn up(args: &UpArgs) -> anyhow::Result<()> {
         bail!("interrupted; the lab was taken down");
     }
     let records = outcome?;
-    table(&state, &records, &plan)?;
+    table(&state, &records, &plan, &args.lab.dir.join("state.db"))?;
     let behind: Vec<&str> = state
         .nodes
         .iter()
@@ -208,18 +208,47 @@ fn follow(
     Ok(records)
 }
 
+/// The node's last attestation verdict, from its timeline: `attested
+/// (uki chain)`, `attested (bios chain)`, `refused: CODE`, `pending`, or
+/// `-` before any.
+fn attestation(store: Option<&SqliteStore>, mac: &str) -> String {
+    let Some(mac) = mac.parse().ok() else {
+        return "-".into();
+    };
+    let Some(events) = store.and_then(|s| s.events(&mac, 1000).ok()) else {
+        return "-".into();
+    };
+    let Some(last) = events
+        .iter()
+        .filter(|e| ["attested", "refused", "pending", "revoked"].contains(&e.kind.as_str()))
+        .max_by_key(|e| e.at_ms)
+    else {
+        return "-".into();
+    };
+    let detail = last.detail.as_deref().unwrap_or("");
+    match last.kind.as_str() {
+        "attested" if detail.contains("boot-chain bios") => "attested (bios chain)".into(),
+        "attested" => "attested (uki chain)".into(),
+        "refused" => format!("refused: {}", detail.split(':').next().unwrap_or("").trim()),
+        other => other.into(),
+    }
+}
+
 fn table(
     state: &LabState,
     records: &BTreeMap<String, NodeRecord>,
     plan: &UpPlan,
+    db: &Path,
 ) -> anyhow::Result<()> {
+    let store = SqliteStore::open_read_only(db).ok();
     outln!(
-        "{:<8} {:<5} {:<18} {:<16} {:<10} {:>9}  {}",
+        "{:<8} {:<5} {:<18} {:<16} {:<10} {:<22} {:>9}  {}",
         "node",
         "fw",
         "mac",
         "image",
         "state",
+        "attestation",
         "boot",
         "last event"
     )?;
@@ -232,12 +261,13 @@ fn table(
             )
         });
         outln!(
-            "{:<8} {:<5} {:<18} {:<16} {:<10} {:>9}  {}",
+            "{:<8} {:<5} {:<18} {:<16} {:<10} {:<22} {:>9}  {}",
             n.name,
             n.firmware.to_string(),
             n.mac,
             format!("{}@{}", plan.image_name, plan.image_version),
             r.map_or("-", |r| r.state.as_str()),
+            attestation(store.as_ref(), &n.mac),
             boot,
             r.map_or("", |r| r.last_event.as_str())
         )?;

@@ -25,7 +25,7 @@ pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 pub enum Firmware {
     /// OVMF (x86-64 UEFI) with a TPM.
     Uefi,
-    /// SeaBIOS; the NIC's option ROM is iPXE.
+    /// SeaBIOS with a TPM; the NIC's option ROM is iPXE.
     Bios,
 }
 
@@ -137,8 +137,8 @@ pub fn mac_text(mac: &[u8; 6]) -> String {
 pub struct Started {
     /// qemu.
     pub qemu: Proc,
-    /// swtpm (UEFI nodes).
-    pub swtpm: Option<Proc>,
+    /// Its swtpm.
+    pub swtpm: Proc,
 }
 
 impl NodeConfig {
@@ -170,10 +170,9 @@ impl NodeConfig {
     /// until `lab down` stops them by PID.
     pub fn start(&self, net: &LabNet) -> Result<Started, LabError> {
         which("qemu-system-x86_64", "qemu-system-x86")?;
-        let swtpm = match self.firmware {
-            Firmware::Uefi => Some(self.start_swtpm()?),
-            Firmware::Bios => None,
-        };
+        // Every node has a TPM: SeaBIOS measures into it too (and its ACPI
+        // TPM2 table gives the kernel the log), though less than OVMF.
+        let swtpm = self.start_swtpm()?;
         let mut cmd = net.command("qemu-system-x86_64");
         cmd.args(["-name", &self.name, "-accel", "tcg", "-m"])
             .arg(self.memory_mib.to_string())
@@ -209,20 +208,20 @@ impl NodeConfig {
                         vars.display()
                     ))
                     .arg("-device")
-                    .arg(format!("virtio-net-pci,netdev=n0,mac={mac},romfile="))
-                    .arg("-chardev")
-                    .arg(format!(
-                        "socket,id=chrtpm,path={}",
-                        self.tpm_socket().display()
-                    ))
-                    .args([
-                        "-tpmdev",
-                        "emulator,id=tpm0,chardev=chrtpm",
-                        "-device",
-                        "tpm-tis,tpmdev=tpm0",
-                    ]);
+                    .arg(format!("virtio-net-pci,netdev=n0,mac={mac},romfile="));
             }
         }
+        cmd.arg("-chardev")
+            .arg(format!(
+                "socket,id=chrtpm,path={}",
+                self.tpm_socket().display()
+            ))
+            .args([
+                "-tpmdev",
+                "emulator,id=tpm0,chardev=chrtpm",
+                "-device",
+                "tpm-tis,tpmdev=tpm0",
+            ]);
         let log = self.dir.join("qemu.log");
         let qemu = spawn(cmd, &log, &format!("qemu {}", self.name))?;
         Ok(Started { qemu, swtpm })

@@ -108,7 +108,8 @@ pub struct NodeState {
     pub console: PathBuf,
     /// qemu.
     pub qemu: Proc,
-    /// swtpm (UEFI nodes).
+    /// The node's swtpm (every node has one; absent in a lab.json of an
+    /// older ironrack).
     pub swtpm: Option<Proc>,
 }
 

@@ -51,15 +51,17 @@ pub fn node_ip(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(198, 18, 0, 11 + i as u8)
 }
 
-/// The lab's TPM vendor CA: every UEFI node's swtpm is manufactured with
-/// it, and the lab's server trusts it (`[attest] ek-roots`).
+/// The lab's TPM vendor CA: every node's swtpm is manufactured with it,
+/// and the lab's server trusts it (`[attest] ek-roots`).
 pub fn tpm_ca(plan: &UpPlan) -> PathBuf {
     plan.dir.join("tpm-ca")
 }
 
 /// The site file `ironrack serve` runs with; `ca` is the TPM vendor CA
-/// its attestation trusts, when the lab has UEFI (TPM) nodes.
-pub fn site_text(plan: &UpPlan, ca: Option<&Path>) -> String {
+/// its attestation trusts. BIOS nodes get the `bios` profile: their
+/// firmware measures no kernel, so their attestation is the weaker
+/// `boot-chain = "bios"` one (ARCHITECTURE.md).
+pub fn site_text(plan: &UpPlan, ca: &Path) -> String {
     let out_dir = plan
         .image
         .parent()
@@ -78,22 +80,25 @@ pub fn site_text(plan: &UpPlan, ca: Option<&Path>) -> String {
         bridge = super::net::BRIDGE,
         ipxe = plan.ipxe_deb.display().to_string(),
     );
-    if let Some(ca) = ca {
-        text.push_str(&format!(
-            "\n[attest]\nek-roots = [{:?}]\nek-intermediates = [{:?}]\n",
-            super::node::ca_root(ca).display().to_string(),
-            super::node::ca_intermediate(ca).display().to_string(),
-        ));
-    }
+    text.push_str(&format!(
+        "\n[attest]\nek-roots = [{:?}]\nek-intermediates = [{:?}]\n",
+        super::node::ca_root(ca).display().to_string(),
+        super::node::ca_intermediate(ca).display().to_string(),
+    ));
+    text.push_str(
+        "\n[profile.uefi]\nboot-chain = \"uki\"\nsecure-boot = false\n\
+         \n[profile.bios]\nboot-chain = \"bios\"\n",
+    );
     text.push_str("\n[[rack]]\nname = \"lab\"\n");
-    for i in 0..plan.firmwares.len() {
+    for (i, firmware) in plan.firmwares.iter().enumerate() {
         text.push_str(&format!(
-            "\n[[rack.node]]\nmac = \"{}\"\nhostname = \"node-{}\"\nip = \"{}\"\nimage = \"{}\"\nversion = {}\n",
+            "\n[[rack.node]]\nmac = \"{}\"\nhostname = \"node-{}\"\nip = \"{}\"\nimage = \"{}\"\nversion = {}\nprofile = \"{}\"\n",
             mac_text(&node_mac(i)),
             i + 1,
             node_ip(i),
             plan.image_name,
             plan.image_version,
+            firmware,
         ));
     }
     text
@@ -159,17 +164,14 @@ fn start_all(
         })
         .collect();
     // TPMs first: the site's attestation trusts the CA they are made with.
-    for node in nodes.iter().filter(|n| n.firmware == Firmware::Uefi) {
+    for node in &nodes {
         node.manufacture_tpm()?;
         stop()?;
     }
-    let uefi = nodes.iter().any(|n| n.firmware == Firmware::Uefi);
     let site = plan.dir.join("site.toml");
-    std::fs::write(&site, site_text(plan, uefi.then_some(ca.as_path()))).map_err(|source| {
-        LabError::File {
-            path: site.clone(),
-            source,
-        }
+    std::fs::write(&site, site_text(plan, &ca)).map_err(|source| LabError::File {
+        path: site.clone(),
+        source,
     })?;
     let mut serve = net.command(&plan.ironrack.display().to_string());
     serve
@@ -196,7 +198,7 @@ fn start_all(
             firmware: config.firmware,
             console: config.console(),
             qemu: started.qemu,
-            swtpm: started.swtpm,
+            swtpm: Some(started.swtpm),
         });
         state.save(&plan.dir)?;
         stop()?;
@@ -233,5 +235,40 @@ fn wait_for_http(net: &LabNet, server: &super::state::Proc, log: &Path) -> Resul
             });
         }
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attest::service::BootChain;
+    use crate::site::Site;
+
+    #[test]
+    fn the_generated_site_loads_and_holds_bios_nodes_to_the_bios_chain() {
+        let plan = UpPlan {
+            dir: "/lab".into(),
+            ns: "ironrack-lab".into(),
+            image: "/out/gpu-node/1".into(),
+            image_name: "gpu-node".into(),
+            image_version: 1,
+            trust: "/trust.json".into(),
+            ipxe_deb: "/ipxe.deb".into(),
+            ironrack: "/ironrack".into(),
+            firmwares: vec![Firmware::Uefi, Firmware::Bios],
+            memory_mib: 1024,
+        };
+        let text = site_text(&plan, Path::new("/lab/tpm-ca"));
+        let site = Site::from_toml(Path::new("/lab/site.toml"), &text).unwrap();
+        let chain = |node: &str| site.profile_of(node).unwrap().boot_chain;
+        assert_eq!(chain("node-1"), BootChain::Uki);
+        assert_eq!(site.profile_of("node-1").unwrap().secure_boot, Some(false));
+        assert_eq!(chain("node-2"), BootChain::Bios);
+        assert_eq!(
+            site.node_by_id("52:54:00:1a:00:02").unwrap().name(),
+            "node-2"
+        );
+        assert!(text.contains("198.18.0.1/24"));
+        assert!(text.contains("/lab/tpm-ca"));
     }
 }

@@ -82,25 +82,23 @@ fn nodes_boot_on_the_lab_bridge_and_down_removes_everything() {
             ca: dir.path().join("tpm-ca"),
         };
         let started = config.start(&net).unwrap();
-        if firmware == Firmware::Uefi {
-            let swtpm = started.swtpm.as_ref().expect("UEFI nodes get a TPM");
-            assert!(swtpm.alive());
-            assert!(
-                config.dir.join("tpm/tpm2-00.permall").is_file(),
-                "swtpm_setup manufactured the TPM"
-            );
-            assert!(
-                ironrack_pxe::lab::node::ca_root(&config.ca).is_file(),
-                "with the lab's own vendor CA"
-            );
-        }
+        // Every node, UEFI or BIOS, has its own manufactured TPM.
+        assert!(started.swtpm.alive(), "{firmware} node's swtpm");
+        assert!(
+            config.dir.join("tpm/tpm2-00.permall").is_file(),
+            "swtpm_setup manufactured the TPM"
+        );
+        assert!(
+            ironrack_pxe::lab::node::ca_root(&config.ca).is_file(),
+            "with the lab's own vendor CA"
+        );
         nodes.push(NodeState {
             name,
             mac: mac_text(&config.mac),
             firmware,
             console: config.console(),
             qemu: started.qemu,
-            swtpm: started.swtpm,
+            swtpm: Some(started.swtpm),
         });
     }
     let state = LabState {
