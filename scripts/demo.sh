@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's first command: ironrack's main job on a built-in default.
 #
-# Today it runs the part of the chain that exists: it builds ironrack, makes
+# It runs the whole chain on one machine: it builds ironrack, makes
 # a demo signing hierarchy (two offline root keys, threshold 2, delegating to
 # a CI signing key scoped to the demo image), signs a manifest-shaped
 # artifact set and verifies it through the trust chain, with minisign as an
@@ -11,8 +11,10 @@
 # the image (out/demo/out/gpu-node/1): the NVIDIA 535 open modules compiled
 # in a sandbox of the lock's build set, the version chain checked, vmlinuz,
 # initrd.img (this ironrack as the agent) and node.efi written, all signed;
-# then verifies it. The lab boot is added here when it lands. Re-running
-# reuses the keys, the mirror and the build cache.
+# then verifies it, and boots it in the virtual rack: a UEFI and a BIOS
+# qemu node, each with its own TPM, network-booted by `ironrack serve`,
+# attested and running the image. Re-running reuses the keys, the mirror
+# and the build cache, and compares the image's digests with the first run's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -68,6 +70,7 @@ step "mirror: the closure of images/gpu-node.toml from the host's apt (+ non-fre
 # finds the demo's mirror; an operator keeps both in the site's repository.
 mkdir -p images
 cp "$repo/images/gpu-node.toml" images/gpu-node.toml
+rm -rf images/gpu-node && cp -a "$repo/images/gpu-node" images/gpu-node
 [ -d mirror ] || "$ironrack" mirror init mirror --name site
 pins=(--pin keys/root-a.pub --pin keys/root-b.pub)
 # Synced once; again only when the spec needs what the snapshot lacks.
@@ -96,5 +99,41 @@ fi
 step "verify: what an auditor runs, offline (signature chain, digests, SBOM, provenance)"
 "$ironrack" verify out/gpu-node/1 --trust trust.json "${pins[@]}"
 minisign -Vm out/gpu-node/1/manifest.json -p keys/ci.pub
+
+step "reproducible: this build's digests against the first demo run's"
+digests() { (cd out/gpu-node/1 && sha256sum manifest.json rootfs.squashfs node.efi initrd.img vmlinuz); }
+if [ -f first-build.sha256 ]; then
+  if digests | diff -u first-build.sha256 -; then
+    echo "identical to the first run's image ($(wc -l < first-build.sha256) files)"
+  else
+    echo "the image differs from the first run's (other inputs: see the lock and spec)"
+  fi
+else
+  digests | tee first-build.sha256
+fi
+
+step "lab: boot a UEFI and a BIOS node from the image, attest them, run it"
+# Each node's TPM comes from the lab's own vendor CA, which the lab's
+# server trusts; the UEFI node is held to the whole measured chain (iPXE,
+# UKI, kernel, command line, PCR 11), the BIOS node to what SeaBIOS can
+# measure (boot-chain = "bios"). A lab left by an interrupted run goes first.
+"$ironrack" lab down --dir lab >/dev/null 2>&1 || true
+"$ironrack" lab up --image out/gpu-node/1 --trust trust.json --mirror mirror \
+  --nodes 2 --firmware mixed --memory 1536 --dir lab
+# The image's systemd comes up under the host name the server gave.
+for node in node-1 node-2; do
+  for _ in $(seq 300); do
+    "$ironrack" lab logs "$node" --dir lab 2>/dev/null | grep -aq "$node login:" && break
+    sleep 1
+  done
+  "$ironrack" lab logs "$node" --dir lab | grep -a -m1 "$node login:" ||
+    echo "$node: no login prompt yet (ironrack lab logs $node --dir $work/lab)"
+done
+"$ironrack" nodes show node-1 --site lab/site.toml
+if [ -n "${IRONRACK_DEMO_KEEP_LAB:-}" ]; then
+  echo "the lab stays up: ironrack lab status|logs NODE|down --dir $work/lab"
+else
+  "$ironrack" lab down --dir lab
+fi
 
 printf '\nDemo done. Files are in %s\n' "$work"

@@ -364,6 +364,22 @@ pub mod qemu {
         patience: Duration,
         during: &mut dyn FnMut(&str),
     ) -> super::Result<String> {
+        run_until(netns, args, log, patience, &mut |text| {
+            during(text);
+            false
+        })
+    }
+
+    /// As [`run_watched`], but `done` may end the run: when it returns
+    /// true, qemu is killed and the serial log so far returned (a node
+    /// that must never get further, such as one left waiting in iPXE).
+    pub fn run_until(
+        netns: Option<&str>,
+        args: &[String],
+        log: &Path,
+        patience: Duration,
+        done: &mut dyn FnMut(&str) -> bool,
+    ) -> super::Result<String> {
         let started = Instant::now();
         let mut command = match netns {
             Some(ns) => {
@@ -399,7 +415,10 @@ pub mod qemu {
                     "qemu still running after {patience:?}; serial log:\n{text}"
                 ));
             }
-            during(&text);
+            if done(&text) {
+                // Reaped kills and waits when dropped.
+                return Ok(text);
+            }
             std::thread::sleep(Duration::from_millis(200));
         }
     }

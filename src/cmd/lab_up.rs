@@ -87,7 +87,7 @@ fn plan(args: &UpArgs) -> anyhow::Result<UpPlan> {
     };
     let ipxe_deb = match (&args.ipxe_deb, &args.mirror) {
         (Some(deb), _) => abs(deb)?,
-        (None, Some(mirror)) => newest_ipxe(mirror)?,
+        (None, Some(mirror)) => newest_ipxe(&abs(mirror)?)?,
         (None, None) => {
             bail!("give --ipxe-deb FILE or --mirror DIR (whose pool has the ipxe package)")
         }

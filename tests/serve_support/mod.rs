@@ -153,7 +153,12 @@ name = "r1"
 
     /// Starts `ironrack serve` in the namespace and waits until HTTP answers.
     pub fn serve(&mut self) {
-        let log = std::fs::File::create(&self.log).unwrap();
+        // Appended: a restarted server keeps the first run's log.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         let child = Command::new("ip")
             .args(["netns", "exec", &self.ns])
             .arg(env!("CARGO_BIN_EXE_ironrack"))
@@ -213,6 +218,13 @@ name = "r1"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// SIGKILL, as a crash or a pulled plug would end it, and reap it.
+    pub fn kill(&mut self) {
+        self.signal(nix::sys::signal::Signal::SIGKILL);
+        let mut child = self.server.take().unwrap();
+        let _ = child.wait();
     }
 
     pub fn log_text(&self) -> String {

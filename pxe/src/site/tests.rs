@@ -351,6 +351,18 @@ mod fuzz {
 }
 
 #[test]
+fn the_proxy_how_to_site_loads_as_proxy_without_addresses() {
+    let text = include_str!("../../../docs/site.proxy.toml");
+    let site = load(text).expect("docs/site.proxy.toml");
+    assert_eq!(site.config.dhcp.mode, crate::site::DhcpMode::Proxy);
+    assert!(site.node_by_id("gpu-r07-n01").unwrap().config.ip.is_none());
+    assert_eq!(
+        site.gpu_profile("gpu-r07-n02").map(|p| p.to_string()),
+        Some("8 x 0x2330".into())
+    );
+}
+
+#[test]
 fn the_documented_example_site_loads() {
     let text = include_str!("../../../docs/site.example.toml");
     let site = load(text).expect("docs/site.example.toml");
