@@ -131,23 +131,37 @@ impl Rack {
         result.unwrap_or_else(|e| panic!("{e}\nserver log:\n{}", self.lab.log_text()))
     }
 
-    /// The node's timeline as `ironrack nodes show --json` prints it.
     fn events(&self, mac: &str) -> Vec<serde_json::Value> {
-        let out = self
-            .lab
-            .ironrack(&["nodes", "show", mac, "--site", &self.site, "--json"]);
-        if !out.status.success() {
-            return Vec::new();
-        }
-        let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        shown["events"].as_array().cloned().unwrap_or_default()
+        events_of(&self.lab, &self.site, mac)
     }
 
     fn has_event(&self, mac: &str, kind: &str, detail: &str) -> bool {
-        self.events(mac)
-            .iter()
-            .any(|e| e["kind"] == kind && e["detail"].as_str().is_some_and(|d| d.contains(detail)))
+        has_event(&self.lab, &self.site, mac, kind, detail)
     }
+}
+
+/// The node's timeline as `ironrack nodes show --json` prints it (empty
+/// before the server has seen it).
+fn events_of(lab: &Lab, site: &str, mac: &str) -> Vec<serde_json::Value> {
+    let out = lab.ironrack(&["nodes", "show", mac, "--site", site, "--json"]);
+    serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .ok()
+        .and_then(|shown| shown["events"].as_array().cloned())
+        .unwrap_or_default()
+}
+
+/// Whether the timeline has a `kind` event whose detail contains `detail`.
+fn has_event(lab: &Lab, site: &str, mac: &str, kind: &str, detail: &str) -> bool {
+    events_of(lab, site, mac)
+        .iter()
+        .any(|e| e["kind"] == kind && e["detail"].as_str().is_some_and(|d| d.contains(detail)))
+}
+
+fn kinds(events: &[serde_json::Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap_or("").to_owned())
+        .collect()
 }
 
 fn node_toml(mac: &str, host: &str, ip: &str, extra: &str) -> String {
@@ -196,7 +210,7 @@ fn a_tampered_rootfs_is_refused_and_the_node_never_boots_it() {
     );
     let site = rack.site.clone();
     let console = rack.boot(mac, false, &mut |lab, _| {
-        refused_with(lab, &site, mac, "rootfs.squashfs")
+        has_event(lab, &site, mac, "refused", "rootfs.squashfs")
     });
     assert!(never_booted(&console), "the node got further:\n{console}");
     assert!(
@@ -232,7 +246,7 @@ fn a_node_assigned_an_older_version_is_refused_as_a_rollback() {
     rack.lab.wait_log("site reloaded");
     let site = rack.site.clone();
     let console = rack.boot(mac, false, &mut |lab, _| {
-        refused_with(lab, &site, mac, "rollback refused")
+        has_event(lab, &site, mac, "refused", "rollback refused")
     });
     assert!(never_booted(&console), "version 1 was booted:\n{console}");
     assert!(
@@ -240,20 +254,6 @@ fn a_node_assigned_an_older_version_is_refused_as_a_rollback() {
         "{:#?}",
         rack.events(mac)
     );
-}
-
-/// Whether `mac`'s timeline has a `refused` event whose detail contains
-/// `why`.
-fn refused_with(lab: &Lab, site: &str, mac: &str, why: &str) -> bool {
-    let out = lab.ironrack(&["nodes", "show", mac, "--site", site, "--json"]);
-    let Ok(shown) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
-        return false;
-    };
-    shown["events"].as_array().is_some_and(|events| {
-        events.iter().any(|e| {
-            e["kind"] == "refused" && e["detail"].as_str().is_some_and(|d| d.contains(why))
-        })
-    })
 }
 
 #[test]
@@ -272,14 +272,8 @@ fn an_unknown_node_waits_pending_until_approved_then_runs_attested() {
     let mut pending_console = String::new();
     let console = rack.boot(mac, true, &mut |lab, console| {
         if !approved {
-            let out = lab.ironrack(&["nodes", "show", mac, "--site", &site, "--json"]);
-            let pending = serde_json::from_slice::<serde_json::Value>(&out.stdout)
-                .ok()
-                .and_then(|v| v["events"].as_array().cloned())
-                .is_some_and(|events| {
-                    events.iter().filter(|e| e["kind"] == "pending").count() >= 2
-                });
-            if pending {
+            let events = events_of(lab, &site, mac);
+            if events.iter().filter(|e| e["kind"] == "pending").count() >= 2 {
                 // Seen pending twice (it retried and was still held):
                 // nothing of the image reached it. The operator approves.
                 pending_console = console.to_owned();
@@ -305,21 +299,9 @@ fn an_unknown_node_waits_pending_until_approved_then_runs_attested() {
         "{console}"
     );
     assert!(console.contains(agent_image::MARKER), "{console}");
-    let kinds: Vec<String> = rack
-        .events(mac)
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap_or("").to_owned())
-        .collect();
-    let at = |k: &str| {
-        kinds
-            .iter()
-            .position(|x| x == k)
-            .unwrap_or_else(|| panic!("{k} in {kinds:?}"))
-    };
+    let kinds = kinds(&rack.events(mac));
     assert!(
-        at("pending") < at("approved")
-            && at("approved") < at("attested")
-            && at("attested") < at("running"),
+        in_order(&kinds, &["pending", "approved", "attested", "running"]),
         "{kinds:?}"
     );
 }
@@ -342,9 +324,7 @@ fn a_server_killed_mid_boot_comes_back_and_the_node_runs_with_its_timeline_whole
         // The kernel is up and the agent starting: the server dies.
         if before.is_none() && console.contains("ironrack agent") {
             lab.kill();
-            let out = lab.ironrack(&["nodes", "show", mac, "--site", &site, "--json"]);
-            let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-            before = Some(shown["events"].as_array().cloned().unwrap_or_default());
+            before = Some(events_of(lab, &site, mac));
             std::thread::sleep(Duration::from_secs(3));
             lab.serve();
         }

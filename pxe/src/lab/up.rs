@@ -104,6 +104,21 @@ pub fn site_text(plan: &UpPlan, ca: &Path) -> String {
     text
 }
 
+/// Removes the state database of an earlier lab in `dir`: its timelines
+/// would read as this lab's nodes having booted already.
+fn fresh_state(dir: &Path) -> Result<(), LabError> {
+    for name in ["state.db", "state.db-wal", "state.db-shm"] {
+        let path = dir.join(name);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(LabError::File { path, source: e });
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Brings the lab up; on any error takes down what was started and
 /// returns the error. `interrupted` is polled between steps (Ctrl-C).
 pub fn up(plan: &UpPlan, interrupted: &dyn Fn() -> bool) -> Result<LabState, LabError> {
@@ -168,6 +183,7 @@ fn start_all(
         node.manufacture_tpm()?;
         stop()?;
     }
+    fresh_state(&plan.dir)?;
     let site = plan.dir.join("site.toml");
     std::fs::write(&site, site_text(plan, &ca)).map_err(|source| LabError::File {
         path: site.clone(),
@@ -243,6 +259,22 @@ mod tests {
     use super::*;
     use crate::attest::service::BootChain;
     use crate::site::Site;
+
+    #[test]
+    fn an_earlier_labs_state_database_is_not_this_labs() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["state.db", "state.db-wal", "site.toml"] {
+            std::fs::write(dir.path().join(name), "x").unwrap();
+        }
+        fresh_state(dir.path()).unwrap();
+        assert!(!dir.path().join("state.db").exists());
+        assert!(!dir.path().join("state.db-wal").exists());
+        assert!(
+            dir.path().join("site.toml").exists(),
+            "only the database goes"
+        );
+        fresh_state(dir.path()).unwrap();
+    }
 
     #[test]
     fn the_generated_site_loads_and_holds_bios_nodes_to_the_bios_chain() {
