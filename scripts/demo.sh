@@ -14,7 +14,7 @@
 # then verifies it, and boots it in the virtual rack: a UEFI and a BIOS
 # qemu node, each with its own TPM, network-booted by `ironrack serve`,
 # attested and running the image. Re-running reuses the keys, the mirror
-# and the build cache, and compares the image's digests with the first run's.
+# and the build cache, and compares the image's digests with the previous run's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -100,17 +100,18 @@ step "verify: what an auditor runs, offline (signature chain, digests, SBOM, pro
 "$ironrack" verify out/gpu-node/1 --trust trust.json "${pins[@]}"
 minisign -Vm out/gpu-node/1/manifest.json -p keys/ci.pub
 
-step "reproducible: this build's digests against the first demo run's"
+step "reproducible: this build's digests against the previous demo run's"
 digests() { (cd out/gpu-node/1 && sha256sum manifest.json rootfs.squashfs node.efi initrd.img vmlinuz); }
-if [ -f first-build.sha256 ]; then
-  if digests | diff -u first-build.sha256 -; then
-    echo "identical to the first run's image ($(wc -l < first-build.sha256) files)"
+if [ -f previous-build.sha256 ]; then
+  if digests | diff -u previous-build.sha256 -; then
+    echo "identical to the previous run's image ($(wc -l < previous-build.sha256) files)"
   else
-    echo "the image differs from the first run's (other inputs: see the lock and spec)"
+    echo "differs from the previous run's image: other inputs (the spec, the lock, or this"
+    echo "ironrack, whose agent is baked into the image)"
   fi
-else
-  digests | tee first-build.sha256
 fi
+digests | tee previous-build.sha256.new
+mv previous-build.sha256.new previous-build.sha256
 
 step "lab: boot a UEFI and a BIOS node from the image, attest them, run it"
 # Each node's TPM comes from the lab's own vendor CA, which the lab's

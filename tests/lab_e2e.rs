@@ -204,9 +204,13 @@ fn a_tampered_rootfs_is_refused_and_the_node_never_boots_it() {
     // The operator's view: the image is refused, with the file named.
     let list = rack.lab.ironrack(&["nodes", "list", "--site", &rack.site]);
     let listed = String::from_utf8_lossy(&list.stdout).into_owned();
+    let refused = listed
+        .split_once("refused images (not served):")
+        .map(|(_, r)| r)
+        .unwrap_or_else(|| panic!("nodes list shows no refused image: {listed}"));
     assert!(
-        listed.contains(&format!("{IMAGE}@1")) && listed.contains("rootfs.squashfs"),
-        "nodes list does not show the refused image: {listed}"
+        refused.contains(&format!("{IMAGE}/1")) && refused.contains("rootfs.squashfs: sha256"),
+        "nodes list does not say why: {listed}"
     );
     let site = rack.site.clone();
     let console = rack.boot(mac, false, &mut |lab, _| {
@@ -243,7 +247,7 @@ fn a_node_assigned_an_older_version_is_refused_as_a_rollback() {
     )
     .unwrap();
     rack.lab.signal(nix::sys::signal::Signal::SIGHUP);
-    rack.lab.wait_log("site reloaded");
+    rack.lab.wait_log("reload complete");
     let site = rack.site.clone();
     let console = rack.boot(mac, false, &mut |lab, _| {
         has_event(lab, &site, mac, "refused", "rollback refused")
