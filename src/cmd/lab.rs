@@ -19,12 +19,20 @@ pub enum LabCommand {
     /// from 198.18.0.0/15 only, inside the namespace only), starts
     /// `ironrack serve` there with a generated site file (OUT/lab/site.toml),
     /// and N qemu nodes (TCG): UEFI nodes get OVMF with their own variable
-    /// store and a swtpm manufactured with an EK certificate; BIOS nodes
-    /// SeaBIOS with the NIC's iPXE ROM. A live display follows each node
-    /// through the server's timeline (dhcp → firmware → ipxe → booting →
-    /// agent → attested → running) until every node reaches --until, then
-    /// prints a table. The lab keeps running; `lab down` stops it. Ctrl-C
-    /// or a failure while coming up takes everything down again.
+    /// store, BIOS nodes SeaBIOS with the NIC's iPXE ROM; every node a
+    /// swtpm manufactured with an EK certificate from the lab's vendor CA,
+    /// which the lab's server trusts. BIOS nodes are attested under the
+    /// site profile `boot-chain = "bios"` (their firmware measures no
+    /// kernel). A live display follows each node through the server's
+    /// timeline (dhcp → firmware → ipxe → booting → image → agent →
+    /// enrolled → attested → running) until every node reaches --until,
+    /// then prints a table (state, attestation, boot time). The lab keeps
+    /// running; `lab down` stops it. Ctrl-C or a failure while coming up
+    /// takes everything down again.
+    ///
+    ///   ironrack lab up --image out/gpu-node/1 --trust trust.json --mirror mirror
+    ///   ironrack lab logs node-1      # its serial console
+    ///   ironrack lab down
     #[command(verbatim_doc_comment)]
     Up(UpArgs),
     /// Show the lab's processes and nodes.

@@ -18,8 +18,8 @@ use super::lab::{FirmwareChoice, UpArgs};
 use super::outln;
 
 /// The order of states a node goes through.
-const STAGES: [&str; 8] = [
-    "dhcp", "firmware", "ipxe", "booting", "image", "agent", "attested", "running",
+const STAGES: [&str; 9] = [
+    "dhcp", "firmware", "ipxe", "booting", "image", "agent", "enrolled", "attested", "running",
 ];
 
 /// Runs `lab up`.
