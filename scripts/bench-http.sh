@@ -98,10 +98,12 @@ start() { # name -> sets SERVER_PID, URL
   case $1 in
     ironrack-memory|ironrack-fd)
       [ "$1" = ironrack-memory ] && site $((256 << 20)) || site 0
-      in_ns "$IRONRACK" serve --site "$WORK/ir/site.toml" 2>"$WORK/ironrack.log" &
+      # Not through the in_ns function: its subshell would be $!, and
+      # killing that leaves the server running. `ip netns exec` execs.
+      ip netns exec "$NS" "$IRONRACK" serve --site "$WORK/ir/site.toml" 2>"$WORK/ironrack.log" &
       SERVER_PID=$!; URL=http://198.18.0.1:8080/images/bench/1 ;;
     nginx)
-      in_ns nginx -c "$WORK/nginx.conf" -p "$WORK" 2>"$WORK/nginx.log" &
+      ip netns exec "$NS" nginx -c "$WORK/nginx.conf" -p "$WORK" 2>"$WORK/nginx.log" &
       SERVER_PID=$!; URL=http://198.18.0.1:8081 ;;
   esac
   PIDS+=("$SERVER_PID")
