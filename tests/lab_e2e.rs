@@ -10,7 +10,10 @@
 //! - an unknown MAC: enrolled as pending, never booted into an image until
 //!   an operator approves it, then attested and running;
 //! - the server killed (SIGKILL) while a node boots, then restarted: the
-//!   node retries and runs, and the timeline lost no event.
+//!   node retries and runs, and the timeline lost no event;
+//! - proxyDHCP beside the site's own DHCP server (busybox udhcpd on the
+//!   same segment hands out the addresses): the node boots and runs, its
+//!   address from udhcpd, its boot from ironrack (docs/site.proxy.toml).
 //!
 //! BIOS nodes boot faster under TCG (no OVMF), so the cases that are not
 //! about UEFI use them, under the site's `boot-chain = "bios"` profile.
@@ -355,5 +358,94 @@ fn a_server_killed_mid_boot_comes_back_and_the_node_runs_with_its_timeline_whole
     assert!(
         tail.contains(&"attested") && tail.contains(&"running"),
         "{tail:?}"
+    );
+}
+
+#[test]
+fn a_node_boots_through_proxy_dhcp_beside_the_sites_own_dhcp_server() {
+    let mac = "52:54:00:e2:00:05";
+    let Some(mut rack) = Rack::new(
+        "a_node_boots_through_proxy_dhcp_beside_the_sites_own_dhcp_server",
+        &[1],
+        &format!(
+            "[[rack.node]]\nmac = \"{mac}\"\nhostname = \"e2e-proxy\"\nimage = \"{IMAGE}\"\nprofile = \"bios\"\n"
+        ),
+    ) else {
+        return;
+    };
+    // The site's DHCP server: busybox udhcpd on the same segment (its own
+    // namespace on the bridge), addresses 198.18.0.150-160, no boot options.
+    let dhcpd_ns = rack.lab.client("52:54:00:aa:00:02");
+    ip(&[
+        "-n",
+        &dhcpd_ns,
+        "addr",
+        "add",
+        "198.18.0.2/24",
+        "dev",
+        "cli0",
+    ]);
+    let conf = rack.lab.path("udhcpd.conf");
+    let leases = rack.lab.path("udhcpd.leases");
+    std::fs::write(&leases, b"").unwrap();
+    std::fs::write(
+        &conf,
+        format!(
+            "start 198.18.0.150\nend 198.18.0.160\ninterface cli0\nlease_file {}\n\
+             option subnet 255.255.255.0\noption lease 600\n",
+            leases.display()
+        ),
+    )
+    .unwrap();
+    let udhcpd = Command::new("ip")
+        .args(["netns", "exec", &dhcpd_ns, "busybox", "udhcpd", "-f"])
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(rack.lab.path("udhcpd.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let _udhcpd = testkit::qemu::Reaped(udhcpd);
+    // ironrack as proxyDHCP: no addresses, no pool, no router.
+    let text = std::fs::read_to_string(&rack.site).unwrap();
+    let text = text
+        .replace(
+            "mode = \"authoritative\"\nlease-time = 600\n",
+            "mode = \"proxy\"\n",
+        )
+        .replace("router = \"198.18.0.1\"\n", "")
+        .replace(
+            "pool = { start = \"198.18.0.100\", end = \"198.18.0.120\" }\n",
+            "",
+        );
+    assert!(
+        text.contains("mode = \"proxy\"") && !text.contains("pool"),
+        "{text}"
+    );
+    std::fs::write(&rack.site, text).unwrap();
+    rack.lab.serve();
+
+    let console = rack.boot(mac, false, &mut |_, _| false);
+    // The agent's own DHCP (udhcpc, no PXE vendor class) is udhcpd's too.
+    assert!(
+        console.contains("ironrack agent: DHCP: lease 198.18.0.15")
+            || console.contains("ironrack agent: DHCP: lease 198.18.0.160"),
+        "the node's address is not udhcpd's:\n{console}"
+    );
+    assert!(console.contains("from DHCP server 198.18.0.2"), "{console}");
+    assert!(
+        console.contains(&format!("{} host ", agent_image::MARKER))
+            && console.contains(&format!("image {IMAGE}@1")),
+        "the image did not run:\n{console}"
+    );
+    let kinds = kinds(&rack.events(mac));
+    assert!(
+        kinds
+            .iter()
+            .any(|k| k == "dhcp-proxy-offer" || k == "dhcp-proxy-ack"),
+        "{kinds:?}"
+    );
+    assert!(
+        in_order(&kinds, &["script", "attested", "running"]),
+        "{kinds:?}"
     );
 }
