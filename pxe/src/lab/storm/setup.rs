@@ -246,18 +246,68 @@ impl StormNet {
         })?;
         ip(g, &["-batch", &batch.display().to_string()])?;
         net.restore_neigh = raise_neighbour_table(nodes * 2 + 1024);
-        if loss_percent > 0.0 || delay_ms > 0 {
-            for (ns, dev) in [(s, SERVER_IF), (g, GEN_IF)] {
-                let loss = format!("{loss_percent}%");
-                let delay = format!("{delay_ms}ms");
-                run(Command::new("ip").args([
-                    "netns", "exec", ns, "tc", "qdisc", "add", "dev", dev, "root", "netem",
-                    "limit", "100000", "loss", &loss, "delay", &delay,
-                ]))?;
-            }
+        for (ns, dev) in [(s, SERVER_IF), (g, GEN_IF)] {
+            impair(ns, dev, loss_percent, delay_ms, work)?;
         }
         Ok(net)
     }
+}
+
+/// Loss and delay on `dev` in `ns`: netem on what leaves it when the
+/// kernel has netem; otherwise loss alone, by an nftables rule dropping
+/// what arrives at random (some kernels, this project's CI VMs among them, are built
+/// without netem), and a delay is refused.
+fn impair(ns: &str, dev: &str, loss: f64, delay_ms: u32, work: &Path) -> Result<(), StormError> {
+    if loss <= 0.0 && delay_ms == 0 {
+        return Ok(());
+    }
+    let netem = run(Command::new("ip").args([
+        "netns",
+        "exec",
+        ns,
+        "tc",
+        "qdisc",
+        "add",
+        "dev",
+        dev,
+        "root",
+        "netem",
+        "limit",
+        "100000",
+        "loss",
+        &format!("{loss}%"),
+        "delay",
+        &format!("{delay_ms}ms"),
+    ]));
+    let err = match netem {
+        Ok(()) => return Ok(()),
+        Err(e) => e,
+    };
+    if delay_ms > 0 {
+        return Err(StormError::Param {
+            what: "--delay",
+            why: format!("needs the kernel's netem qdisc: {err}"),
+        });
+    }
+    which("nft", "nftables")?;
+    // Dropped on arrival, as a lossy wire would (a drop on output would
+    // tell the sender with EPERM). The bridge port carries no IP: on the
+    // server's side packets arrive on br0.
+    let in_dev = if dev == SERVER_IF { "br0" } else { dev };
+    let per_10k = (loss * 100.0).round() as u32;
+    let rules = format!(
+        "table inet storm {{\n  chain loss {{\n    type filter hook input priority 0; policy accept;\n    iifname \"{in_dev}\" numgen random mod 10000 < {per_10k} drop\n  }}\n}}\n"
+    );
+    let file = work.join(format!("loss-{ns}.nft"));
+    std::fs::write(&file, rules).map_err(|source| StormError::Write {
+        path: file.clone(),
+        source,
+    })?;
+    tracing::info!(ns, %err, "no netem: loss by nftables instead");
+    run(Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "-f"])
+        .arg(&file))?;
+    Ok(())
 }
 
 /// The kernel's neighbour (ARP) table limits: one table for every
