@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use ironrack_pxe::lab::storm::{Arrival, StormPlan, plot, run, write_atomic};
+use ironrack_pxe::lab::storm::{Arrival, Only, StormPlan, TftpPeer, plot, run, write_atomic};
 
 use super::outln;
 
@@ -49,6 +49,33 @@ pub struct StormArgs {
     /// The local mirror to find the ipxe package in.
     #[arg(long, value_name = "DIR")]
     pub mirror: Option<PathBuf>,
+    /// Run one stage alone: `tftp` (nodes use their reserved addresses,
+    /// no DHCP) or `attest` (nodes present the image's digests at once).
+    #[arg(long, value_enum, default_value_t = OnlyChoice::Full)]
+    pub only: OnlyChoice,
+    /// The TFTP server of `--only tftp`: ironrack, or dnsmasq for comparison.
+    #[arg(long, value_enum, default_value_t = PeerChoice::Ironrack)]
+    pub tftp_server: PeerChoice,
+}
+
+/// `--only`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnlyChoice {
+    /// The whole boot.
+    Full,
+    /// TFTP of iPXE alone.
+    Tftp,
+    /// Enrollment and quote alone.
+    Attest,
+}
+
+/// `--tftp-server`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PeerChoice {
+    /// `ironrack serve`.
+    Ironrack,
+    /// dnsmasq --enable-tftp.
+    Dnsmasq,
 }
 
 /// Runs `lab storm`.
@@ -74,6 +101,15 @@ pub fn storm(args: &StormArgs) -> anyhow::Result<()> {
         rootfs_size: args.rootfs_size,
         ipxe_deb,
         ironrack: std::env::current_exe().context("finding the ironrack binary")?,
+        only: match args.only {
+            OnlyChoice::Full => Only::Full,
+            OnlyChoice::Tftp => Only::Tftp,
+            OnlyChoice::Attest => Only::Attest,
+        },
+        tftp_peer: match args.tftp_server {
+            PeerChoice::Ironrack => TftpPeer::Ironrack,
+            PeerChoice::Dnsmasq => TftpPeer::Dnsmasq,
+        },
     };
     let interrupted = Arc::new(AtomicBool::new(false));
     super::lab_up::watch_ctrl_c(interrupted.clone());

@@ -34,7 +34,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use error::StormError;
-use node::{NodeOutcome, Shared, SimNode};
+pub use node::Only;
+use node::{KnownImage, NodeOutcome, Shared, SimNode};
 pub use report::StormReport;
 
 use crate::lab::LabNet;
@@ -92,6 +93,19 @@ pub struct StormPlan {
     pub ipxe_deb: PathBuf,
     /// The `ironrack` binary to run as the server.
     pub ironrack: PathBuf,
+    /// Which stages the nodes go through.
+    pub only: Only,
+    /// The TFTP server of a TFTP-only storm.
+    pub tftp_peer: TftpPeer,
+}
+
+/// Who serves TFTP in a TFTP-only storm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TftpPeer {
+    /// `ironrack serve`.
+    Ironrack,
+    /// dnsmasq's TFTP server, the reference (`--enable-tftp`).
+    Dnsmasq,
 }
 
 /// Runs a storm; namespaces and server are gone when it returns.
@@ -108,12 +122,21 @@ pub fn run(plan: &StormPlan, interrupted: Arc<AtomicBool>) -> Result<StormReport
             why: format!("{}% (0 to below 100)", plan.loss_percent),
         });
     }
+    if plan.tftp_peer == TftpPeer::Dnsmasq && plan.only != Only::Tftp {
+        return Err(StormError::Param {
+            what: "--tftp-server dnsmasq",
+            why: "only with --only tftp (dnsmasq serves no ironrack HTTP or attestation)".into(),
+        });
+    }
     raise_open_files();
     std::fs::create_dir_all(&plan.dir).map_err(|source| StormError::Write {
         path: plan.dir.clone(),
         source,
     })?;
-    let (_image, trust) = setup::make_image(&plan.dir, plan.rootfs_size)?;
+    let (image, trust) = setup::make_image(&plan.dir, plan.rootfs_size)?;
+    let known_image = (plan.only == Only::Attest)
+        .then(|| setup::known_image(&image))
+        .transpose()?;
     let site = plan.dir.join("site.toml");
     std::fs::write(
         &site,
@@ -137,26 +160,35 @@ pub fn run(plan: &StormPlan, interrupted: Arc<AtomicBool>) -> Result<StormReport
         server: setup::SERVER,
         prefix: 16,
     };
-    let mut serve = server_net.command(&plan.ironrack.display().to_string());
-    serve
-        .arg("serve")
-        .arg("--site")
-        .arg(&site)
-        .env("RUST_LOG", "warn");
-    let log = plan.dir.join("serve.log");
-    let server = crate::lab::node::spawn(serve, &log, "ironrack serve")?;
+    let (server, log) = match plan.tftp_peer {
+        TftpPeer::Ironrack => {
+            let mut serve = server_net.command(&plan.ironrack.display().to_string());
+            serve
+                .arg("serve")
+                .arg("--site")
+                .arg(&site)
+                .env("RUST_LOG", "warn");
+            let log = plan.dir.join("serve.log");
+            (crate::lab::node::spawn(serve, &log, "ironrack serve")?, log)
+        }
+        TftpPeer::Dnsmasq => setup::start_dnsmasq(&server_net, plan)?,
+    };
     let result = (|| {
-        crate::lab::up::wait_for_http(&server_net, &server, &log)?;
+        match plan.tftp_peer {
+            TftpPeer::Ironrack => crate::lab::up::wait_for_http(&server_net, &server, &log)?,
+            TftpPeer::Dnsmasq => setup::wait_for_tftp(&server, &log)?,
+        }
         let cpu_before = setup::cpu_seconds(server.pid).unwrap_or_default();
         let nodes = tpms
             .into_iter()
             .enumerate()
             .map(|(i, tpm)| SimNode {
                 mac: setup::node_mac(i),
+                ip: setup::node_ip(i),
                 tpm,
             })
             .collect();
-        let (outcomes, bytes) = generate(plan, &net.gen_ns, nodes, interrupted)?;
+        let (outcomes, bytes) = generate(plan, &net.gen_ns, nodes, known_image, interrupted)?;
         let usage = report::ServerUsage {
             cpu_seconds: setup::cpu_seconds(server.pid).unwrap_or_default() - cpu_before,
             peak_rss_bytes: setup::peak_rss(server.pid).unwrap_or_default(),
@@ -185,6 +217,12 @@ fn build_report(
         .fold(0.0, f64::max);
     StormReport {
         nodes: plan.nodes,
+        mode: match (plan.only, plan.tftp_peer) {
+            (Only::Full, _) => "full".into(),
+            (Only::Tftp, TftpPeer::Ironrack) => "tftp (ironrack)".into(),
+            (Only::Tftp, TftpPeer::Dnsmasq) => "tftp (dnsmasq)".into(),
+            (Only::Attest, _) => "attest".into(),
+        },
         arrival: plan.arrival.to_string(),
         loss_percent: plan.loss_percent,
         delay_ms: plan.delay_ms,
@@ -215,6 +253,7 @@ fn generate(
     plan: &StormPlan,
     ns: &str,
     nodes: Vec<SimNode>,
+    known_image: Option<KnownImage>,
     interrupted: Arc<AtomicBool>,
 ) -> Result<(Vec<NodeOutcome>, report::Bytes), StormError> {
     let fail = |source: std::io::Error| StormError::Generator {
@@ -230,7 +269,7 @@ fn generate(
             .worker_threads(2)
             .enable_all()
             .build()?;
-        runtime.block_on(storm(&plan, nodes, &interrupted))
+        runtime.block_on(storm(&plan, nodes, known_image, &interrupted))
     });
     match thread.join() {
         Ok(result) => result.map_err(fail),
@@ -243,6 +282,7 @@ fn generate(
 async fn storm(
     plan: &StormPlan,
     nodes: Vec<SimNode>,
+    known_image: Option<KnownImage>,
     interrupted: &AtomicBool,
 ) -> std::io::Result<(Vec<NodeOutcome>, report::Bytes)> {
     let wire = dhcp::DhcpWire::bind(setup::GEN_IF)?;
@@ -252,6 +292,8 @@ async fn storm(
         request_timeout: Duration::from_secs(30),
         tftp_bytes: 0.into(),
         http_bytes: 0.into(),
+        only: plan.only,
+        known_image,
     });
     let count = nodes.len();
     let mut progress = Vec::with_capacity(count);

@@ -29,8 +29,8 @@ pub fn svg(report: &StormReport) -> Result<String, String> {
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let end = report.timeline.last().map_or(1.0, |s| s.t).max(0.1);
         let caption = format!(
-            "{} nodes, {}, loss {}%: nodes in each stage",
-            report.nodes, report.arrival, report.loss_percent
+            "{} nodes, {}, {}, loss {}%: nodes in each stage",
+            report.nodes, report.mode, report.arrival, report.loss_percent
         );
         let mut chart = ChartBuilder::on(&root)
             .caption(caption, ("sans-serif", 18))
@@ -84,6 +84,7 @@ mod tests {
     fn the_plot_is_svg_with_a_line_per_stage() {
         let report = StormReport {
             nodes: 2,
+            mode: "full".into(),
             arrival: "all".into(),
             loss_percent: 1.0,
             delay_ms: 0,

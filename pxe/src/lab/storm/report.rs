@@ -71,6 +71,8 @@ pub struct Sample {
 pub struct StormReport {
     /// Nodes simulated.
     pub nodes: usize,
+    /// What ran: `full`, `tftp (ironrack)`, `tftp (dnsmasq)` or `attest`.
+    pub mode: String,
     /// Arrival (`all` or `ramp:SECONDS`).
     pub arrival: String,
     /// Packet loss injected, percent (each direction).
@@ -182,8 +184,13 @@ impl StormReport {
     /// The report as text: a summary, a stage table, failures.
     pub fn table(&self) -> String {
         let mut s = format!(
-            "storm: {} nodes, arrival {}, loss {}%, delay {} ms, rootfs {} bytes\n",
-            self.nodes, self.arrival, self.loss_percent, self.delay_ms, self.rootfs_bytes
+            "storm ({}): {} nodes, arrival {}, loss {}%, delay {} ms, rootfs {} bytes\n",
+            self.mode,
+            self.nodes,
+            self.arrival,
+            self.loss_percent,
+            self.delay_ms,
+            self.rootfs_bytes
         );
         s.push_str(&format!(
             "running {}/{}; time to all running: {}\n",
@@ -204,7 +211,7 @@ impl StormReport {
             "{:<10} {:>6} {:>9} {:>9} {:>9} {:>9} {:>8}\n",
             "stage", "nodes", "p50 s", "p95 s", "p99 s", "max s", "retries"
         ));
-        for l in &self.stages {
+        for l in self.stages.iter().filter(|l| l.nodes > 0) {
             s.push_str(&format!(
                 "{:<10} {:>6} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>8}\n",
                 l.stage.name(),

@@ -185,6 +185,97 @@ pub fn tpms_approved(db: &Path, nodes: usize) -> Result<Vec<SimulatedTpm>, Storm
     Ok(tpms)
 }
 
+/// What an attest-only node presents: the digests of the storm image's
+/// manifest and rootfs.
+pub fn known_image(image_dir: &Path) -> Result<super::node::KnownImage, StormError> {
+    use sha2::{Digest, Sha256};
+    let digest = |name: &str| -> Result<[u8; 32], StormError> {
+        let bytes = std::fs::read(image_dir.join(name)).map_err(|e| StormError::Image {
+            dir: image_dir.to_owned(),
+            reason: format!("reading {name}: {e}"),
+        })?;
+        Ok(Sha256::digest(&bytes).into())
+    };
+    Ok(super::node::KnownImage {
+        manifest_sha256: digest("manifest.json")?,
+        rootfs_sha256: digest("rootfs.squashfs")?,
+        image: crate::attest::protocol::ImageRef {
+            name: IMAGE.into(),
+            version: 1,
+        },
+    })
+}
+
+/// dnsmasq as the TFTP server (no DHCP, no DNS) in the server namespace,
+/// serving `undionly.kpxe` from the same ipxe package, with as many
+/// concurrent transfers as nodes (its default is 50).
+pub fn start_dnsmasq(
+    net: &crate::lab::LabNet,
+    plan: &super::StormPlan,
+) -> Result<(crate::lab::Proc, PathBuf), StormError> {
+    which("dnsmasq", "dnsmasq")?;
+    which("dpkg-deb", "dpkg")?;
+    let unpacked = plan.dir.join("ipxe-deb");
+    let _ = std::fs::remove_dir_all(&unpacked);
+    run(Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&plan.ipxe_deb)
+        .arg(&unpacked))?;
+    let root = plan.dir.join("tftp");
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).map_err(|source| StormError::Write {
+        path: root.clone(),
+        source,
+    })?;
+    let from = unpacked.join("usr/lib/ipxe/undionly.kpxe");
+    std::fs::copy(&from, root.join("undionly.kpxe")).map_err(|source| StormError::Write {
+        path: from.clone(),
+        source,
+    })?;
+    let log = plan.dir.join("dnsmasq.log");
+    let mut cmd = net.command("dnsmasq");
+    cmd.args([
+        "--keep-in-foreground",
+        "--conf-file=/dev/null",
+        "--port=0",
+        "--enable-tftp",
+        "--bind-interfaces",
+        "--user=root",
+        "--log-facility=-",
+    ])
+    .arg(format!("--listen-address={SERVER}"))
+    .arg(format!("--tftp-root={}", root.display()))
+    .arg(format!("--tftp-max={}", plan.nodes.max(50)));
+    Ok((crate::lab::node::spawn(cmd, &log, "dnsmasq")?, log))
+}
+
+/// Waits until dnsmasq has bound its TFTP port (it logs the root).
+pub fn wait_for_tftp(server: &crate::lab::Proc, log: &Path) -> Result<(), StormError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if !server.alive() {
+            return Err(crate::lab::LabError::Exited {
+                what: server.what.clone(),
+                pid: server.pid,
+                log: log.to_owned(),
+            }
+            .into());
+        }
+        if std::fs::read_to_string(log).is_ok_and(|t| t.contains("TFTP root")) {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(crate::lab::LabError::Exited {
+                what: format!("{} (not ready after 20 s)", server.what),
+                pid: server.pid,
+                log: log.to_owned(),
+            }
+            .into());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// The two namespaces; dropping it removes them (and the link).
 #[derive(Debug)]
 pub struct StormNet {
