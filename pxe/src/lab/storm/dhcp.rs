@@ -284,3 +284,65 @@ pub fn boot_file(m: &Message) -> Option<String> {
             _ => None,
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::dhcp::parse_request;
+
+    /// The server's own parser reads what the storm's nodes send as the
+    /// PXE firmware and iPXE it stands for.
+    #[test]
+    fn the_server_reads_firmware_and_ipxe_requests() {
+        let mac = [0x52, 0x54, 0, 0x5e, 0, 7];
+        let server = Ipv4Addr::new(198, 18, 0, 1);
+        let address = Ipv4Addr::new(198, 18, 1, 7);
+        let discover = request(mac, 42, Asker::Firmware, MessageType::Discover, None);
+        let bytes = discover.to_vec().unwrap();
+        let r = parse_request(&bytes).unwrap();
+        assert_eq!(r.kind, MessageType::Discover);
+        assert_eq!(r.mac.to_string(), "52:54:00:5e:00:07");
+        assert_eq!(r.arch, Some(0));
+        assert!(r.is_pxe_client() && !r.ipxe);
+        assert!(decode(&bytes).unwrap().flags().broadcast());
+
+        let req = request(
+            mac,
+            43,
+            Asker::Ipxe,
+            MessageType::Request,
+            Some((address, server)),
+        );
+        let r = parse_request(&req.to_vec().unwrap()).unwrap();
+        assert_eq!(r.kind, MessageType::Request);
+        assert!(r.ipxe);
+        assert_eq!(r.requested_ip, Some(address));
+        assert_eq!(r.server_id, Some(server));
+    }
+
+    #[test]
+    fn the_boot_file_comes_from_the_file_field_or_option_67() {
+        let zero = Ipv4Addr::UNSPECIFIED;
+        let mut m = Message::new_with_id(1, zero, zero, zero, zero, &[1, 2, 3, 4, 5, 6]);
+        assert_eq!(boot_file(&m), None);
+        m.opts_mut().insert(DhcpOption::BootfileName(
+            b"http://198.18.0.1:8080/boot/x.ipxe".to_vec(),
+        ));
+        assert_eq!(
+            boot_file(&m).as_deref(),
+            Some("http://198.18.0.1:8080/boot/x.ipxe")
+        );
+        m.set_fname_str("undionly.kpxe");
+        assert_eq!(boot_file(&m).as_deref(), Some("undionly.kpxe"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn replies_from_the_wire_never_panic(raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            if let Some(m) = decode(&raw) {
+                let _ = boot_file(&m);
+                let _ = server_id(&m);
+            }
+        }
+    }
+}
