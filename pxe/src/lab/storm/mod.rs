@@ -20,6 +20,7 @@
 //! the storm records them approved in the state database beforehand, as
 //! `ironrack nodes approve` would.
 
+mod attest;
 mod dhcp;
 mod error;
 pub mod http;

@@ -16,17 +16,10 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use tokio::time::Instant;
 
+use super::attest::{Evidence, attest};
 use super::dhcp::{Asker, DhcpWire};
 use super::http::{self, HttpFailure};
-use crate::attest::eventlog::agent::{AgentLog, AgentMeasurement};
-use crate::attest::eventlog::{EventLogBuilder, EventType};
-use crate::attest::gpu::GpuInventory;
-use crate::attest::protocol::{
-    ActivateRequest, BootReport, Bytes, EnrollRequest, ImageRef, NodeId, NonceRequest, PcrValue,
-    QuoteSubmission, Request, Response, Verdict, decode,
-};
-use crate::attest::tpm::PcrSelection;
-use crate::attest::tpm::constants::alg;
+use crate::attest::protocol::ImageRef;
 use crate::attest::tpm::model::SimulatedTpm;
 use crate::net::tftp::client::{FetchOptions, fetch};
 
@@ -192,7 +185,7 @@ pub struct SimNode {
 }
 
 /// A step's failure: retry, or give up.
-enum Step {
+pub(super) enum Step {
     Retry(String),
     Fatal(String),
 }
@@ -383,7 +376,11 @@ async fn get_retrying(
     retrying(progress, stage, once).await
 }
 
-async fn retrying<T, F, Fut>(progress: &Mutex<NodeOutcome>, stage: Stage, f: F) -> Result<T, String>
+pub(super) async fn retrying<T, F, Fut>(
+    progress: &Mutex<NodeOutcome>,
+    stage: Stage,
+    f: F,
+) -> Result<T, String>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<T, Step>>,
@@ -404,163 +401,6 @@ where
         "gave up after {} attempts: {last}",
         PAUSES.len() + 1
     ))
-}
-
-/// What the node measured on its way.
-struct Evidence {
-    ipxe_sha256: [u8; 32],
-    manifest_sha256: [u8; 32],
-    rootfs_sha256: [u8; 32],
-    image: ImageRef,
-}
-
-/// The firmware log a BIOS node's TPM would hold: the CRTM, separators,
-/// and iPXE loaded by the PXE ROM (PCR 4).
-fn firmware_log(ipxe_sha256: &[u8; 32]) -> Result<Vec<u8>, String> {
-    let mut b = EventLogBuilder::sha256();
-    b.event(0, EventType::S_CRTM_VERSION, vec![0, 0]);
-    b.measure(4, EventType::IPL, ipxe_sha256, &b"undionly.kpxe"[..]);
-    for pcr in 0..8 {
-        b.separator(pcr);
-    }
-    b.to_bytes().map_err(|e| format!("firmware log: {e}"))
-}
-
-async fn attest(
-    shared: &Shared,
-    progress: &Mutex<NodeOutcome>,
-    node: &mut SimNode,
-    local: Ipv4Addr,
-    server: SocketAddr,
-    evidence: &Evidence,
-) -> Result<(), String> {
-    let fw = firmware_log(&evidence.ipxe_sha256)?;
-    let parsed = crate::attest::eventlog::EventLog::parse(&fw).map_err(|e| e.to_string())?;
-    for e in parsed.events.iter().filter(|e| e.extends()) {
-        if let Some(d) = e.digest(crate::attest::eventlog::AlgorithmId::SHA256) {
-            node.tpm
-                .extend(e.pcr, d.as_bytes())
-                .map_err(|e| e.to_string())?;
-        }
-    }
-    let gpus = GpuInventory::default().canonical_bytes();
-    let mut log = AgentLog::new();
-    log.record(AgentMeasurement::Manifest, evidence.manifest_sha256);
-    log.record(AgentMeasurement::Rootfs, evidence.rootfs_sha256);
-    log.record(AgentMeasurement::Gpus, Sha256::digest(&gpus).into());
-    for e in &log.events {
-        node.tpm.extend(15, &e.sha256).map_err(|e| e.to_string())?;
-    }
-    let id = NodeId::new(&crate::lab::node::mac_text(&node.mac)).map_err(|e| e.to_string())?;
-    let call = |request: Request| async move {
-        let (method, route) = request.route();
-        let path = match &request {
-            Request::Nonce(n) => format!("{route}?{}", n.to_query()),
-            _ => route.to_owned(),
-        };
-        let body = (method == "POST").then(|| request.body());
-        let r = http::request(
-            local,
-            server,
-            method,
-            &path,
-            body.as_deref(),
-            true,
-            shared.request_timeout,
-        )
-        .await
-        .map_err(|e| Step::Retry(e.to_string()))?;
-        shared.http_bytes.fetch_add(r.length, Ordering::Relaxed);
-        if r.status == 503 {
-            return Err(Step::Retry(format!("{method} {route}: 503")));
-        }
-        decode::<Response>("response", &r.body)
-            .map_err(|e| Step::Fatal(format!("{method} {route}: {} {e}", r.status)))
-    };
-    let tpm = &node.tpm;
-    let enroll = || async {
-        let challenge = match call(Request::Enroll(EnrollRequest {
-            node: id.clone(),
-            ek_public: Bytes(tpm.ek_public().to_bytes()),
-            ek_certificate: None,
-            ak_public: Bytes(tpm.ak_public().to_bytes()),
-        }))
-        .await?
-        {
-            Response::Challenge(c) => c,
-            other => return Err(Step::Fatal(format!("enroll: {other:?}"))),
-        };
-        let secret = tpm
-            .activate_credential(
-                tpm.ak_name(),
-                &challenge.id_object,
-                &challenge.encrypted_secret,
-            )
-            .map_err(|e| Step::Fatal(format!("activate credential: {e}")))?;
-        match call(Request::Activate(ActivateRequest {
-            node: id.clone(),
-            session: challenge.session,
-            secret: Bytes(secret),
-        }))
-        .await?
-        {
-            Response::Verdict(Verdict::Enrolled { .. }) => Ok(()),
-            other => Err(Step::Fatal(format!("activate: {other:?}"))),
-        }
-    };
-    retrying(progress, Stage::Attest, enroll).await?;
-    let selection = PcrSelection::sha256_boot();
-    let pcrs: Vec<PcrValue> = (0..16)
-        .map(|pcr| PcrValue {
-            bank: alg::SHA256,
-            pcr,
-            value: Bytes(
-                tpm.pcrs()
-                    .get(alg::SHA256, pcr)
-                    .unwrap_or_default()
-                    .to_vec(),
-            ),
-        })
-        .collect();
-    let quote = || async {
-        let nonce = match call(Request::Nonce(NonceRequest { node: id.clone() })).await? {
-            Response::Nonce(n) => n.nonce,
-            other => return Err(Step::Fatal(format!("nonce: {other:?}"))),
-        };
-        let q = tpm
-            .quote(&nonce, &selection)
-            .map_err(|e| Step::Fatal(format!("quote: {e}")))?;
-        let submission = QuoteSubmission {
-            node: id.clone(),
-            nonce,
-            attest: Bytes(q.attest),
-            signature: Bytes(q.signature.to_bytes()),
-            pcr_selection: Bytes(selection.to_bytes()),
-            pcrs: pcrs.clone(),
-            firmware_log: Bytes(fw.clone()),
-            agent_log: Bytes(log.to_bytes()),
-            ima_log: Bytes::default(),
-            gpus: Bytes(gpus.clone()),
-            image: evidence.image.clone(),
-        };
-        match call(Request::Quote(Box::new(submission))).await? {
-            Response::Verdict(Verdict::Attested { .. }) => Ok(()),
-            other => Err(Step::Fatal(format!("quote: {other:?}"))),
-        }
-    };
-    retrying(progress, Stage::Attest, quote).await?;
-    let report = || async {
-        match call(Request::Report(BootReport::running(
-            id.clone(),
-            "storm node",
-        )))
-        .await?
-        {
-            Response::Noted { .. } => Ok(()),
-            other => Err(Step::Fatal(format!("report: {other:?}"))),
-        }
-    };
-    retrying(progress, Stage::Attest, report).await
 }
 
 /// `http://host:port/path` → (address, path).
