@@ -336,7 +336,11 @@ impl StormNet {
             source,
         })?;
         ip(g, &["-batch", &batch.display().to_string()])?;
-        net.restore_neigh = raise_neighbour_table(nodes * 2 + 1024);
+        // A small storm stays inside the kernel's defaults (soft limit 512
+        // entries): the host's settings are left alone.
+        if nodes >= 256 {
+            net.restore_neigh = raise_neighbour_table(nodes * 2 + 1024);
+        }
         for (ns, dev) in [(s, SERVER_IF), (g, GEN_IF)] {
             impair(ns, dev, loss_percent, delay_ms, work)?;
         }
