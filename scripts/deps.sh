@@ -82,6 +82,11 @@ packages=(
   # pxe agent::gpu tests: lspci (-mm -n -D) lists this machine's PCI
   # functions, compared with what the sysfs walker reads from /sys
   pciutils
+  # tests/lab_storm.rs and `ironrack lab storm`: packet loss on the storm's
+  # link by an nftables rule when the kernel has no netem qdisc (tc is in
+  # iproute2); scripts/bench-storm.sh races dnsmasq's TFTP server with the
+  # same simulated clients (dnsmasq-base: the binary, no host service)
+  nftables dnsmasq-base
 )
 
 missing=()

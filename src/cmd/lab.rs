@@ -42,6 +42,20 @@ pub enum LabCommand {
     /// Stop every process the lab started (by PID) and remove its
     /// namespace. Safe to run twice, and after a crash of `lab up`.
     Down(LabDirArgs),
+    /// A boot storm: N simulated nodes at once against a real server (root).
+    ///
+    /// Starts `ironrack serve` in a network namespace (198.18.0.1/16) with
+    /// a generated site and a small signed image of its own, and one load
+    /// generator in a second namespace joined by a veth pair (netem on
+    /// both ends: --loss and --delay apply to each direction). Each node
+    /// does DHCP, TFTP of iPXE, iPXE's DHCP, the script, kernel, initrd,
+    /// manifest, signature and rootfs over HTTP, enrollment and a quote
+    /// with its own software TPM, then reports running. Prints per-stage
+    /// latency (p50/p95/p99/max), retries, failures, the server's CPU and
+    /// peak memory; exits non-zero if any node failed. Everything it
+    /// started is gone when it returns.
+    #[command(verbatim_doc_comment)]
+    Storm(super::lab_storm::StormArgs),
 }
 
 /// The lab directory.
@@ -114,6 +128,7 @@ pub fn run(command: LabCommand) -> anyhow::Result<()> {
         LabCommand::Status(args) => status(&args),
         LabCommand::Logs(args) => logs(&args),
         LabCommand::Down(args) => down(&args),
+        LabCommand::Storm(args) => super::lab_storm::storm(&args),
     }
 }
 

@@ -114,7 +114,7 @@ fn plan(args: &UpArgs) -> anyhow::Result<UpPlan> {
     })
 }
 
-fn newest_ipxe(mirror: &Path) -> anyhow::Result<PathBuf> {
+pub(super) fn newest_ipxe(mirror: &Path) -> anyhow::Result<PathBuf> {
     let dir = mirror.join("pool/main/i/ipxe");
     let mut debs: Vec<PathBuf> = std::fs::read_dir(&dir)
         .with_context(|| format!("looking for the ipxe package in {}", dir.display()))?
@@ -277,7 +277,7 @@ fn table(
 
 /// Sets `flag` on Ctrl-C (SIGINT) or SIGTERM instead of dying, so the lab
 /// can be taken down.
-fn watch_ctrl_c(flag: Arc<AtomicBool>) {
+pub(super) fn watch_ctrl_c(flag: Arc<AtomicBool>) {
     std::thread::spawn(move || {
         let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -5,6 +5,7 @@ pub mod agent;
 pub mod build;
 pub mod keys;
 pub mod lab;
+mod lab_storm;
 mod lab_up;
 pub mod lock;
 pub mod mirror;

@@ -11,6 +11,7 @@ mod error;
 pub mod net;
 pub mod node;
 pub mod state;
+pub mod storm;
 pub mod up;
 
 pub use error::LabError;

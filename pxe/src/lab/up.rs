@@ -224,7 +224,11 @@ fn start_all(
 
 /// Waits until the server accepts HTTP connections in the namespace (it
 /// has verified the images and bound its sockets by then).
-fn wait_for_http(net: &LabNet, server: &super::state::Proc, log: &Path) -> Result<(), LabError> {
+pub(crate) fn wait_for_http(
+    net: &LabNet,
+    server: &super::state::Proc,
+    log: &Path,
+) -> Result<(), LabError> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if !server.alive() {

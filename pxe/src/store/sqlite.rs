@@ -83,6 +83,13 @@ const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// (the lease and inventory store and the attestation store, which may
 /// share one file): WAL, `synchronous=FULL` (a committed row survives a
 /// crash), a busy timeout.
+///
+/// Every write transaction begins IMMEDIATE: a deferred one that reads
+/// first and then writes fails at once with SQLITE_BUSY when another
+/// connection committed in between (WAL cannot upgrade a stale read
+/// snapshot, and the busy timeout does not apply). A boot storm showed it:
+/// quotes refused with "consuming a nonce: database is locked" while the
+/// inventory connection recorded events.
 pub(crate) fn tune(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
@@ -153,7 +160,9 @@ impl SqliteStore {
                 known,
             });
         }
-        let tx = conn.transaction().map_err(open_err)?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(open_err)?;
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             tx.execute_batch(sql).map_err(open_err)?;
             tx.pragma_update(None, "user_version", i as i64 + 1)
@@ -241,7 +250,9 @@ impl LeaseStore for SqliteStore {
     fn put_lease(&self, lease: &Lease) -> Result<(), StoreError> {
         let op = format!("storing lease {} for {}", lease.ip, lease.mac);
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(self.query_err(op.clone()))?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(self.query_err(op.clone()))?;
         let mac = lease.mac.to_string();
         let ip = lease.ip.to_string();
         if lease.state == LeaseState::Bound {

@@ -146,7 +146,9 @@ impl SqliteAttestStore {
             source,
         };
         tune(&conn).map_err(open_err)?;
-        let tx = conn.transaction().map_err(open_err)?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(open_err)?;
         tx.execute_batch(
             "CREATE TABLE IF NOT EXISTS attest_schema (version INTEGER NOT NULL) STRICT",
         )
@@ -413,7 +415,9 @@ impl AttestStore for SqliteAttestStore {
 
     fn consume_nonce(&self, nonce: &[u8]) -> Result<NonceUse, AttestStoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(self.err("consuming a nonce"))?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(self.err("consuming a nonce"))?;
         let row: Option<(String, i64, i64)> = tx
             .query_row(
                 "SELECT node, expires_at, used FROM attest_nonces WHERE nonce = ?1",
@@ -514,7 +518,9 @@ impl AttestStore for SqliteAttestStore {
 
     fn prune(&self, now: u64) -> Result<usize, AttestStoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(self.err("pruning"))?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(self.err("pruning"))?;
         let mut n = tx
             .execute(
                 "DELETE FROM attest_sessions WHERE expires_at < ?1",

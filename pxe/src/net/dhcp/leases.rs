@@ -25,6 +25,11 @@ pub struct Offer {
     pub until: u64,
 }
 
+/// See [`LeaseTable::covers`]: seconds a re-bind may extend a lease
+/// without a write. Clients renew at half the lease time, so any lease of
+/// more than twice this stays covered by what is stored.
+pub const RENEWAL_SLACK: u64 = 60;
+
 /// What the policy wants done to the lease state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LeaseChange {
@@ -115,6 +120,27 @@ impl LeaseTable {
         }
     }
 
+    /// Whether `change` only re-binds the client's bound lease (same
+    /// address and host name) to end at most [`RENEWAL_SLACK`] seconds
+    /// after the stored one. Such a change need not be written (nor
+    /// applied): the stored lease already holds the address for the
+    /// client until it renews at half the lease time. A boot storm showed
+    /// why it matters: each node's firmware and then iPXE ask within
+    /// seconds, and every retransmitted REQUEST was a durable write, so
+    /// ACKs queued behind fsyncs and clients retransmitted more.
+    pub fn covers(&self, change: &LeaseChange, now: u64) -> bool {
+        let LeaseChange::Put(new) = change else {
+            return false;
+        };
+        new.state == LeaseState::Bound
+            && self.bound(&new.mac, now).is_some_and(|stored| {
+                stored.ip == new.ip
+                    && stored.hostname == new.hostname
+                    && new.expires_at >= stored.expires_at
+                    && new.expires_at - stored.expires_at <= RENEWAL_SLACK
+            })
+    }
+
     /// Applies a change decided by the policy.
     pub fn apply(&mut self, change: &LeaseChange) {
         match change {
@@ -179,5 +205,50 @@ impl LeaseTable {
             self.by_ip.remove(&old_ip);
         }
         self.by_ip.insert(lease.ip, lease);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(ip: [u8; 4], expires_at: u64, hostname: Option<&str>) -> Lease {
+        Lease {
+            ip: Ipv4Addr::from(ip),
+            mac: "52:54:00:5e:00:01".parse().unwrap(),
+            state: LeaseState::Bound,
+            expires_at,
+            hostname: hostname.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn only_a_prompt_rebind_of_the_same_lease_is_covered() {
+        let stored = lease([198, 18, 1, 1], 10_000, Some("n1"));
+        let table = LeaseTable::from_leases([stored.clone()]);
+        let put = |l: Lease| LeaseChange::Put(l);
+        let now = 6_400;
+        // The iPXE round seconds after the firmware's: covered.
+        assert!(table.covers(&put(lease([198, 18, 1, 1], 10_030, Some("n1"))), now));
+        assert!(table.covers(&put(stored.clone()), now));
+        // A renewal that moves the end further: written.
+        assert!(!table.covers(
+            &put(lease(
+                [198, 18, 1, 1],
+                10_000 + RENEWAL_SLACK + 1,
+                Some("n1")
+            )),
+            now
+        ));
+        // Another address, another host name, a shorter lease, a decline.
+        assert!(!table.covers(&put(lease([198, 18, 1, 2], 10_030, Some("n1"))), now));
+        assert!(!table.covers(&put(lease([198, 18, 1, 1], 10_030, Some("n2"))), now));
+        assert!(!table.covers(&put(lease([198, 18, 1, 1], 9_000, Some("n1"))), now));
+        let mut declined = lease([198, 18, 1, 1], 10_030, Some("n1"));
+        declined.state = LeaseState::Declined;
+        assert!(!table.covers(&put(declined), now));
+        // An expired stored lease covers nothing; nor does a release.
+        assert!(!table.covers(&put(stored.clone()), 10_000));
+        assert!(!table.covers(&LeaseChange::Release { ip: stored.ip }, now));
     }
 }

@@ -202,7 +202,14 @@ impl BoundDhcpServer {
             source,
         };
         let decision = policy::decide(&req, &ingress, &site, &self.leases, unix_now());
-        if let Some(change) = &decision.lease {
+        if let Some(change) = &decision.lease
+            && self.leases.covers(change, unix_now())
+        {
+            if let LeaseChange::Put(lease) = change {
+                self.leases
+                    .apply(&LeaseChange::DropOffer { mac: lease.mac });
+            }
+        } else if let Some(change) = &decision.lease {
             if let Err(e) = self.persist(change).await {
                 tracing::error!(mac = %req.mac, error = %e, "lease not stored; no reply sent");
                 let mut event = self.event(&listener, DhcpEventKind::StoreFailed, &req, &decision);

@@ -26,6 +26,9 @@ pub struct FetchOptions {
     /// Fault injection: ignore every n-th DATA packet received, as if the
     /// network had lost it (for loss tests and load generation).
     pub drop_every: Option<u32>,
+    /// The local address to send from (default: any). A load generator
+    /// gives each simulated node its own, as real nodes have.
+    pub local: Option<Ipv4Addr>,
 }
 
 impl Default for FetchOptions {
@@ -38,6 +41,7 @@ impl Default for FetchOptions {
             timeout: Duration::from_secs(1),
             retries: 5,
             drop_every: None,
+            local: None,
         }
     }
 }
@@ -51,6 +55,8 @@ pub struct Fetched {
     pub oack: Vec<(String, String)>,
     /// DATA packets received, duplicates and dropped ones included.
     pub packets: u64,
+    /// Packets sent again after a timeout (the request or an ACK).
+    pub retransmits: u64,
 }
 
 /// Why a download failed.
@@ -129,7 +135,7 @@ impl<'a> Download<'a> {
         options: &'a FetchOptions,
     ) -> Result<Self, FetchError> {
         let bind: SocketAddr = if server.is_ipv4() {
-            (Ipv4Addr::UNSPECIFIED, 0).into()
+            (options.local.unwrap_or(Ipv4Addr::UNSPECIFIED), 0).into()
         } else {
             (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
         };
@@ -167,6 +173,7 @@ impl<'a> Download<'a> {
                 data: Vec::new(),
                 oack: Vec::new(),
                 packets: 0,
+                retransmits: 0,
             },
         })
     }
@@ -194,6 +201,7 @@ impl<'a> Download<'a> {
                     }
                     self.send_to(&last_sent, peer.unwrap_or(self.server))
                         .await?;
+                    self.out.retransmits += 1;
                     in_window = 0;
                     continue;
                 }

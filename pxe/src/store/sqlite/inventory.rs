@@ -98,7 +98,9 @@ impl InventoryStore for SqliteStore {
         }
         let op = format!("recording {} event(s)", events.len());
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(self.query_err(op.clone()))?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(self.query_err(op.clone()))?;
         insert_events(&tx, events).map_err(self.query_err(op.clone()))?;
         tx.commit().map_err(self.query_err(op))
     }
@@ -106,7 +108,9 @@ impl InventoryStore for SqliteStore {
     fn approve(&self, approval: &Approval, event: &NodeEvent) -> Result<(), StoreError> {
         let op = format!("approving {}", approval.mac);
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(self.query_err(op.clone()))?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(self.query_err(op.clone()))?;
         tx.execute(
             "INSERT INTO approvals (mac, image, approved_at) VALUES (?1, ?2, ?3)
              ON CONFLICT (mac) DO UPDATE SET image = ?2, approved_at = ?3",
@@ -244,7 +248,9 @@ impl InventoryStore for SqliteStore {
     fn replace_image_status(&self, images: &[ImageStatus]) -> Result<(), StoreError> {
         let op = "recording image status";
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(self.query_err(op))?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(self.query_err(op))?;
         tx.execute("DELETE FROM image_status", [])
             .map_err(self.query_err(op))?;
         for i in images {
