@@ -26,8 +26,8 @@ pub struct Offer {
 }
 
 /// See [`LeaseTable::covers`]: seconds a re-bind may extend a lease
-/// without a write. Clients renew at half the lease time, so any lease of
-/// more than twice this stays covered by what is stored.
+/// without a write, at most (and at most a quarter of the lease: clients
+/// renew at half of it, so they always renew before what is stored ends).
 pub const RENEWAL_SLACK: u64 = 60;
 
 /// What the policy wants done to the lease state.
@@ -128,16 +128,22 @@ impl LeaseTable {
     /// why it matters: each node's firmware and then iPXE ask within
     /// seconds, and every retransmitted REQUEST was a durable write, so
     /// ACKs queued behind fsyncs and clients retransmitted more.
+    ///
+    /// The slack is also at most a quarter of the lease the client is
+    /// told: it renews at half of that, so before the stored lease (which
+    /// the table keeps, and a restarted server loads) ends, and the address
+    /// is never free in the table while the client still holds it.
     pub fn covers(&self, change: &LeaseChange, now: u64) -> bool {
         let LeaseChange::Put(new) = change else {
             return false;
         };
+        let slack = RENEWAL_SLACK.min(new.expires_at.saturating_sub(now) / 4);
         new.state == LeaseState::Bound
             && self.bound(&new.mac, now).is_some_and(|stored| {
                 stored.ip == new.ip
                     && stored.hostname == new.hostname
                     && new.expires_at >= stored.expires_at
-                    && new.expires_at - stored.expires_at <= RENEWAL_SLACK
+                    && new.expires_at - stored.expires_at <= slack
             })
     }
 
@@ -247,6 +253,11 @@ mod tests {
         let mut declined = lease([198, 18, 1, 1], 10_030, Some("n1"));
         declined.state = LeaseState::Declined;
         assert!(!table.covers(&put(declined), now));
+        // A short lease (60 s, the shortest a site may set) gets a quarter
+        // of it: 15 s, so its renewal at 30 s comes before the stored end.
+        let short = LeaseTable::from_leases([lease([198, 18, 1, 1], 1_060, Some("n1"))]);
+        assert!(short.covers(&put(lease([198, 18, 1, 1], 1_075, Some("n1"))), 1_015));
+        assert!(!short.covers(&put(lease([198, 18, 1, 1], 1_076, Some("n1"))), 1_016));
         // An expired stored lease covers nothing; nor does a release.
         assert!(!table.covers(&put(stored.clone()), 10_000));
         assert!(!table.covers(&LeaseChange::Release { ip: stored.ip }, now));
