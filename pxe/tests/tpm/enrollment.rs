@@ -247,3 +247,65 @@ fn unknown_critical_extension_is_refused() {
     );
     verify_ek_certificate(&noncritical, &ek.key.public, &trust, now).unwrap();
 }
+
+/// A TPM in dictionary-attack lockout (as after a few power cuts without
+/// TPM2_Shutdown) still lets ironrack's AK quote: the AK is noDA. The
+/// lockout is made for real (maxTries = 0), and a DA-protected key made
+/// the old way is refused in the same state, so the test can fail.
+#[test]
+fn the_ak_quotes_in_dictionary_attack_lockout() {
+    use ironrack_pxe::attest::tpm::PcrSelection;
+    use ironrack_pxe::attest::tpm::template::AK_ATTRIBUTES_V1;
+    if !crate::swtpm::available() {
+        return;
+    }
+    let (_sw, mut tpm) = Swtpm::started();
+    let ak = tpm
+        .load_or_create_ak(AkTemplate::default(), AK_PERSISTENT_HANDLE)
+        .unwrap();
+    let mut old = AkTemplate::default().public();
+    old.attributes = AK_ATTRIBUTES_V1;
+    let old = tpm.create_primary(rh::ENDORSEMENT, &old).unwrap();
+    tpm.dictionary_attack_parameters(0, 1000, 1000).unwrap();
+    let selection = PcrSelection::sha256_boot();
+    let err = tpm.quote(old.handle, &[1; 32], &selection).unwrap_err();
+    assert!(err.to_string().contains("LOCKOUT"), "{err}");
+    tpm.quote(ak.key.handle, &[1; 32], &selection)
+        .expect("the noDA AK quotes in lockout");
+    // And ActivateCredential (where the lab first met the lockout) works.
+    let ek = endorsement_keys(&mut tpm).unwrap().remove(0);
+    let ek_public = Public::from_bytes(&ek.key.public.to_bytes()).unwrap();
+    let ak_key = AkKey::new(ak.key.public.clone()).unwrap();
+    let cred = make_credential(&ek_public, ak_key.name(), b"a secret").unwrap();
+    let got = tpm
+        .activate_credential(
+            ak.key.handle,
+            ek.key.handle,
+            ek.template.auth(),
+            &cred.id_object,
+            &cred.encrypted_secret,
+        )
+        .expect("ActivateCredential in lockout");
+    assert_eq!(got, b"a secret");
+}
+
+/// An AK an earlier ironrack persisted (without noDA) at ironrack's handle
+/// is replaced by the current one; anything else there is left alone.
+#[test]
+fn an_earlier_ironrack_ak_is_replaced() {
+    use ironrack_pxe::attest::tpm::template::{AK_ATTRIBUTES, AK_ATTRIBUTES_V1};
+    if !crate::swtpm::available() {
+        return;
+    }
+    let (_sw, mut tpm) = Swtpm::started();
+    let mut old = AkTemplate::default().public();
+    old.attributes = AK_ATTRIBUTES_V1;
+    let old = tpm.create_primary(rh::ENDORSEMENT, &old).unwrap();
+    tpm.evict_control(old.handle, AK_PERSISTENT_HANDLE).unwrap();
+    let ak = tpm
+        .load_or_create_ak(AkTemplate::default(), AK_PERSISTENT_HANDLE)
+        .unwrap();
+    assert!(ak.persistent);
+    let (public, _) = tpm.read_public(AK_PERSISTENT_HANDLE).unwrap();
+    assert_eq!(public.attributes, AK_ATTRIBUTES);
+}

@@ -490,6 +490,13 @@ impl<T: Transport> Tpm<T> {
                     persistent: true,
                 });
             }
+            Ok((public, _)) if template.is_earlier(&public) => {
+                tracing::info!(
+                    handle,
+                    "replacing the AK an earlier ironrack made (without noDA)"
+                );
+                self.evict_control(handle, handle)?;
+            }
             Ok(_) => {
                 return Err(TpmError::HandleTaken {
                     device: self.transport.describe(),
@@ -516,6 +523,28 @@ impl<T: Transport> Tpm<T> {
                 })
             }
         }
+    }
+
+    /// TPM2_DictionaryAttackParameters, authorized by the lockout
+    /// hierarchy (empty authValue): `max_tries` failures before lockout
+    /// (0: locked out now), `recovery_time` seconds per forgiven failure,
+    /// `lockout_recovery` seconds after a failed lockout authorization.
+    pub fn dictionary_attack_parameters(
+        &mut self,
+        max_tries: u32,
+        recovery_time: u32,
+        lockout_recovery: u32,
+    ) -> Result<(), TpmError> {
+        let mut w = Writer::new();
+        w.u32(max_tries).u32(recovery_time).u32(lockout_recovery);
+        self.run(
+            cc::DICTIONARY_ATTACK_PARAMETERS,
+            &[rh::LOCKOUT],
+            &[Auth::empty()],
+            &w.finish(),
+            0,
+        )?;
+        Ok(())
     }
 
     /// TPM2_StartAuthSession: an unbound, unsalted SHA-256 policy session.

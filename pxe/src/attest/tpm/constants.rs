@@ -99,6 +99,8 @@ pub mod st {
 pub mod cc {
     /// TPM2_EvictControl.
     pub const EVICT_CONTROL: u32 = 0x0000_0120;
+    /// TPM2_DictionaryAttackParameters.
+    pub const DICTIONARY_ATTACK_PARAMETERS: u32 = 0x0000_013a;
     /// TPM2_NV_Read.
     pub const NV_READ: u32 = 0x0000_014e;
     /// TPM2_CreatePrimary.
@@ -156,6 +158,8 @@ pub mod rh {
     pub const NULL: u32 = 0x4000_0007;
     /// The password authorization pseudo-session (TPM_RS_PW).
     pub const PASSWORD_SESSION: u32 = 0x4000_0009;
+    /// The lockout hierarchy (dictionary-attack settings).
+    pub const LOCKOUT: u32 = 0x4000_000a;
     /// The endorsement hierarchy.
     pub const ENDORSEMENT: u32 = 0x4000_000b;
     /// The platform hierarchy.

@@ -195,10 +195,21 @@ fn ecc_ek(attributes: u32, name_alg: u16, policy: &[u8], sym_bits: u16, pad: usi
 }
 
 /// Attributes of ironrack's AK: fixedTPM, fixedParent, sensitiveDataOrigin,
-/// userWithAuth, restricted, sign. Restricted means the TPM signs only
-/// digests it computed itself over structures starting with
+/// userWithAuth, noDA, restricted, sign. Restricted means the TPM signs
+/// only digests it computed itself over structures starting with
 /// TPM_GENERATED_VALUE, so the AK cannot be made to sign a forged quote.
-pub const AK_ATTRIBUTES: u32 = object::FIXED_TPM
+///
+/// noDA: a TPM counts every power loss without TPM2_Shutdown as a failed
+/// authorization, and after a few (a rack power event, `lab down`) it is
+/// in dictionary-attack lockout, which refuses every authorization with a
+/// DA-protected key until its recovery time passes (the lab hit
+/// TPM_RC_LOCKOUT in ActivateCredential on its third run). The AK's
+/// authValue is empty, so DA protection guards nothing for it.
+pub const AK_ATTRIBUTES: u32 = AK_ATTRIBUTES_V1 | object::NO_DA;
+
+/// The AK attributes of ironrack before noDA: such an AK at ironrack's
+/// handle is ironrack's own, and is replaced.
+pub const AK_ATTRIBUTES_V1: u32 = object::FIXED_TPM
     | object::FIXED_PARENT
     | object::SENSITIVE_DATA_ORIGIN
     | object::USER_WITH_AUTH
@@ -236,7 +247,18 @@ impl AkTemplate {
     /// Whether `public` (as the TPM reports it) was made from this
     /// template: everything but the `unique` field (the key) matches.
     pub fn matches(self, public: &Public) -> bool {
+        self.matches_attributes(public, AK_ATTRIBUTES)
+    }
+
+    /// Whether `public` is this template as an earlier ironrack made it
+    /// (without noDA): ironrack's own AK, to be replaced.
+    pub fn is_earlier(self, public: &Public) -> bool {
+        self.matches_attributes(public, AK_ATTRIBUTES_V1)
+    }
+
+    fn matches_attributes(self, public: &Public, attributes: u32) -> bool {
         let mut t = self.public();
+        t.attributes = attributes;
         let mut p = public.clone();
         for k in [&mut t, &mut p] {
             match &mut k.params {
@@ -319,6 +341,8 @@ mod tests {
     fn ek_attributes_are_the_profile_values() {
         assert_eq!(EK_ATTRS_LOW, 0x0003_00b2);
         assert_eq!(EK_ATTRS_HIGH, 0x0003_00f2);
-        assert_eq!(AK_ATTRIBUTES, 0x0005_0072);
+        assert_eq!(AK_ATTRIBUTES_V1, 0x0005_0072);
+        // noDA is bit 10.
+        assert_eq!(AK_ATTRIBUTES, 0x0005_0472);
     }
 }
