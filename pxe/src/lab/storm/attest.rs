@@ -334,3 +334,47 @@ pub(super) async fn attest(
     .await?;
     retrying(progress, Stage::Attest, || client.report_running()).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::storm::setup::{generated_stub, make_image};
+
+    /// A UEFI node's log replays to the manifest's PCR 11 and to the
+    /// PCR 12 the server predicts from the load options, and its PCR 4
+    /// names iPXE, the UKI and its kernel, in that order.
+    #[test]
+    fn the_uefi_log_replays_to_what_the_manifest_and_server_predict() {
+        let dir = tempfile::tempdir().unwrap();
+        let (image, _) = make_image(dir.path(), 4096, &generated_stub()).unwrap();
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(image.join("manifest.json")).unwrap()).unwrap();
+        let m = &manifest["payload"]["measurements"];
+        // Any PE32+ stands for snponly.efi here.
+        let ipxe = generated_stub();
+        let uki = std::fs::read(image.join("node.efi")).unwrap();
+        let options = "node.efi console=ttyS0 ironrack.image=storm-1";
+        let boot = BootEvidence::uefi(&ipxe, &uki, options).unwrap();
+        let log = EventLog::parse(&firmware_log(&boot).unwrap()).unwrap();
+        let bank = log.replay().unwrap();
+        let pcr = |n| hex::encode(bank.sha256().unwrap().value(n).unwrap().as_bytes());
+        assert_eq!(pcr(11), m["pcr11"].as_str().unwrap());
+        let pcr12 = ironrack_builder::boot::measure::predict_pcr12(options, false, true);
+        assert_eq!(pcr(12), hex::encode(pcr12.value));
+        let apps: Vec<String> = log
+            .events_in(4)
+            .filter(|e| e.event_type == EventType::EFI_BOOT_SERVICES_APPLICATION)
+            .map(|e| hex::encode(e.digest(AlgorithmId::SHA256).unwrap().as_bytes()))
+            .collect();
+        let ipxe_auth = ironrack_builder::boot::pe::authenticode_sha256(&ipxe).unwrap();
+        assert_eq!(
+            apps,
+            [
+                hex::encode(ipxe_auth),
+                m["uki-authenticode"].as_str().unwrap().to_owned(),
+                m["kernel-authenticode"].as_str().unwrap().to_owned(),
+            ]
+        );
+        assert!(BootEvidence::uefi(&ipxe, b"not a PE", options).is_err());
+    }
+}
