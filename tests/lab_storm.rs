@@ -1,9 +1,11 @@
 //! `ironrack lab storm` end to end, as root: 20 simulated nodes with 1 %
-//! packet loss against a real `ironrack serve` in its own namespace. Every
-//! node gets its address by DHCP broadcast, iPXE over TFTP, the script,
-//! kernel, initrd, manifest, signature and rootfs over HTTP, is enrolled
-//! and attested by the server (real quotes from a software TPM each), and
-//! reports running. The JSON report names every stage; the plot is SVG;
+//! packet loss against a real `ironrack serve` in its own namespace, half
+//! BIOS, half UEFI (`--firmware mixed`). Every node gets its address by
+//! DHCP broadcast, iPXE over TFTP (undionly.kpxe or snponly.efi), the
+//! script, kernel and initrd (BIOS) or the UKI (UEFI), manifest, signature
+//! and rootfs over HTTP, is enrolled and attested by the server (real
+//! quotes from a software TPM each; UEFI nodes under the full `uki`
+//! chain, BIOS nodes under `bios`), and reports running. The JSON report names every stage; the plot is SVG;
 //! no namespace or server process is left behind.
 
 #![allow(clippy::print_stderr)]
@@ -58,6 +60,8 @@ fn twenty_nodes_with_loss_all_reach_running_and_nothing_is_left() {
             "1",
             "--timeout",
             "50",
+            "--firmware",
+            "mixed",
         ])
         .arg("--ipxe-deb")
         .arg(ipxe_deb())
@@ -82,6 +86,31 @@ fn twenty_nodes_with_loss_all_reach_running_and_nothing_is_left() {
     assert_eq!(report["nodes"], 20);
     assert_eq!(report["running"], 20);
     assert_eq!(report["failures"].as_array().unwrap().len(), 0);
+    let by_firmware: Vec<(String, u64, u64)> = report["firmware"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["firmware"].as_str().unwrap().to_owned(),
+                c["nodes"].as_u64().unwrap(),
+                c["running"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        by_firmware,
+        [("bios".to_owned(), 10, 10), ("uefi".to_owned(), 10, 10)]
+    );
+    let firmware_of = |mac: &str| {
+        report["node_firmware"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["mac"] == mac)
+            .map(|n| n["firmware"].as_str().unwrap().to_owned())
+            .unwrap()
+    };
     let stages: Vec<&str> = report["stages"]
         .as_array()
         .unwrap()
@@ -114,18 +143,37 @@ fn twenty_nodes_with_loss_all_reach_running_and_nothing_is_left() {
     assert_eq!(last["counts"][7], 20, "{last}");
     assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
 
-    // The server attested each node (its own timeline says so).
+    // The server attested each node (its own timeline says so), the UEFI
+    // node (storm-20) under its site's `uki` chain, the BIOS one
+    // (storm-19) under `bios`.
     let store =
         ironrack_pxe::attest::service::SqliteAttestStore::open_read_only(&work.join("state.db"))
             .unwrap()
             .unwrap();
-    let node = ironrack_pxe::attest::protocol::NodeId::new("52:54:00:5e:00:14").unwrap();
-    use ironrack_pxe::attest::service::AttestStore;
-    let timeline = store.timeline(&node).unwrap();
-    assert!(
-        timeline.iter().any(|e| e.status == "attested"),
-        "{timeline:?}"
-    );
+    let site_path = work.join("site.toml");
+    let site = ironrack_pxe::site::Site::from_toml(
+        &site_path,
+        &std::fs::read_to_string(&site_path).unwrap(),
+    )
+    .unwrap();
+    use ironrack_pxe::attest::service::{AttestStore, BootChain};
+    for (mac, host, firmware, chain) in [
+        ("52:54:00:5e:00:14", "storm-20", "uefi", BootChain::Uki),
+        ("52:54:00:5e:00:13", "storm-19", "bios", BootChain::Bios),
+    ] {
+        assert_eq!(firmware_of(mac), firmware);
+        assert_eq!(site.profile_of(host).unwrap().boot_chain, chain, "{host}");
+        let node = ironrack_pxe::attest::protocol::NodeId::new(mac).unwrap();
+        let timeline = store.timeline(&node).unwrap();
+        assert!(
+            timeline.iter().any(|e| e.status == "attested"),
+            "{mac}: {timeline:?}"
+        );
+        assert!(
+            !timeline.iter().any(|e| e.status == "refused"),
+            "{mac}: {timeline:?}"
+        );
+    }
 
     assert_eq!(namespaces(), before, "the storm's namespaces are gone");
     let site = work.join("site.toml").display().to_string();

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use ironrack_pxe::lab::storm::{Arrival, Only, StormPlan, TftpPeer, plot, run, write_atomic};
+use ironrack_pxe::lab::storm::{
+    Arrival, FirmwareMix, Only, StormPlan, TftpPeer, plot, run, write_atomic,
+};
 
 use super::outln;
 
@@ -56,6 +58,30 @@ pub struct StormArgs {
     /// The TFTP server of `--only tftp`: ironrack, or dnsmasq for comparison.
     #[arg(long, value_enum, default_value_t = PeerChoice::Ironrack)]
     pub tftp_server: PeerChoice,
+    /// The nodes' firmware: `uefi` (snponly.efi, the UKI, held to the
+    /// full `uki` chain: PCR 4, 11, 12), `bios` (undionly.kpxe, kernel +
+    /// initrd, `boot-chain = "bios"`), or `mixed` (even nodes BIOS, odd
+    /// nodes UEFI: both paths of the server under one storm).
+    #[arg(long, value_enum, default_value_t = FirmwareChoice::Mixed)]
+    pub firmware: FirmwareChoice,
+    /// The systemd-stub (an unsigned PE32+ EFI stub, e.g.
+    /// linuxx64.efi.stub from Debian's systemd-boot-efi 252) the storm
+    /// image's UKI is built around. Default: a minimal PE32+ made in code
+    /// that names systemd-stub 252; the server checks the same digests
+    /// either way.
+    #[arg(long, value_name = "FILE")]
+    pub stub: Option<PathBuf>,
+}
+
+/// `--firmware`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FirmwareChoice {
+    /// Every node UEFI.
+    Uefi,
+    /// Every node BIOS.
+    Bios,
+    /// Even nodes BIOS, odd nodes UEFI.
+    Mixed,
 }
 
 /// `--only`.
@@ -110,6 +136,12 @@ pub fn storm(args: &StormArgs) -> anyhow::Result<()> {
             PeerChoice::Ironrack => TftpPeer::Ironrack,
             PeerChoice::Dnsmasq => TftpPeer::Dnsmasq,
         },
+        firmware: match args.firmware {
+            FirmwareChoice::Uefi => FirmwareMix::Uefi,
+            FirmwareChoice::Bios => FirmwareMix::Bios,
+            FirmwareChoice::Mixed => FirmwareMix::Mixed,
+        },
+        stub: args.stub.as_deref().map(abs).transpose()?,
     };
     let interrupted = Arc::new(AtomicBool::new(false));
     super::lab_up::watch_ctrl_c(interrupted.clone());

@@ -17,10 +17,12 @@ use dhcproto::{Decodable, Decoder, Encodable};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+use super::node::Firmware;
+
 /// Which client asks: the NIC's PXE firmware, or iPXE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Asker {
-    /// PXE firmware (BIOS: architecture 0).
+    /// PXE firmware (BIOS: architecture 0; UEFI x64: 7).
     Firmware,
     /// iPXE, after it was loaded over TFTP.
     Ipxe,
@@ -104,11 +106,13 @@ impl DhcpWire {
         mac: [u8; 6],
         xid: u32,
         asker: Asker,
+        firmware: Firmware,
     ) -> (Result<Lease, DhcpFailure>, u32) {
         let (tx, mut rx) = mpsc::unbounded_channel();
         self.lock().insert(xid, tx);
         let mut retries = 0;
-        let result = self.exchange(mac, xid, asker, &mut rx, &mut retries).await;
+        let who = (asker, firmware);
+        let result = self.exchange(mac, xid, who, &mut rx, &mut retries).await;
         self.lock().remove(&xid);
         (result, retries)
     }
@@ -121,17 +125,18 @@ impl DhcpWire {
         &self,
         mac: [u8; 6],
         xid: u32,
-        asker: Asker,
+        (asker, firmware): (Asker, Firmware),
         rx: &mut mpsc::UnboundedReceiver<Message>,
         retries: &mut u32,
     ) -> Result<Lease, DhcpFailure> {
-        let discover = request(mac, xid, asker, MessageType::Discover, None);
+        let discover = request(mac, xid, asker, firmware, MessageType::Discover, None);
         let offer = self.ask(&discover, MessageType::Offer, rx, retries).await?;
         let server = server_id(&offer);
         let req = request(
             mac,
             xid,
             asker,
+            firmware,
             MessageType::Request,
             Some((offer.yiaddr(), server)),
         );
@@ -236,6 +241,7 @@ pub fn request(
     mac: [u8; 6],
     xid: u32,
     asker: Asker,
+    firmware: Firmware,
     kind: MessageType,
     selected: Option<(Ipv4Addr, Ipv4Addr)>,
 ) -> Message {
@@ -244,10 +250,13 @@ pub fn request(
     m.set_flags(Flags::default().set_broadcast());
     let opts = m.opts_mut();
     opts.insert(DhcpOption::MessageType(kind));
-    opts.insert(DhcpOption::ClientSystemArchitecture(0.into()));
-    opts.insert(DhcpOption::ClassIdentifier(
-        b"PXEClient:Arch:00000:UNDI:002001".to_vec(),
-    ));
+    // RFC 4578: 0 is BIOS, 7 is EFI x86-64 (what OVMF and snponly.efi send).
+    let (arch, class): (u16, &[u8]) = match firmware {
+        Firmware::Bios => (0, b"PXEClient:Arch:00000:UNDI:002001"),
+        Firmware::Uefi => (7, b"PXEClient:Arch:00007:UNDI:003000"),
+    };
+    opts.insert(DhcpOption::ClientSystemArchitecture(arch.into()));
+    opts.insert(DhcpOption::ClassIdentifier(class.to_vec()));
     opts.insert(DhcpOption::ParameterRequestList(vec![
         OptionCode::SubnetMask,
         OptionCode::Router,
@@ -297,7 +306,14 @@ mod tests {
         let mac = [0x52, 0x54, 0, 0x5e, 0, 7];
         let server = Ipv4Addr::new(198, 18, 0, 1);
         let address = Ipv4Addr::new(198, 18, 1, 7);
-        let discover = request(mac, 42, Asker::Firmware, MessageType::Discover, None);
+        let discover = request(
+            mac,
+            42,
+            Asker::Firmware,
+            Firmware::Bios,
+            MessageType::Discover,
+            None,
+        );
         let bytes = discover.to_vec().unwrap();
         let r = parse_request(&bytes).unwrap();
         assert_eq!(r.kind, MessageType::Discover);
@@ -306,10 +322,23 @@ mod tests {
         assert!(r.is_pxe_client() && !r.ipxe);
         assert!(decode(&bytes).unwrap().flags().broadcast());
 
+        let uefi = request(
+            mac,
+            44,
+            Asker::Firmware,
+            Firmware::Uefi,
+            MessageType::Discover,
+            None,
+        );
+        let r = parse_request(&uefi.to_vec().unwrap()).unwrap();
+        assert_eq!(r.arch, Some(7));
+        assert!(r.is_pxe_client() && !r.ipxe);
+
         let req = request(
             mac,
             43,
             Asker::Ipxe,
+            Firmware::Uefi,
             MessageType::Request,
             Some((address, server)),
         );

@@ -9,16 +9,20 @@
 //! the "running" report with a software TPM each. netem on both ends of
 //! the link injects loss and delay.
 //!
-//! The nodes are BIOS nodes (`[profile.storm] boot-chain = "bios"`): the
-//! server verifies each quote's signature, nonce and PCR digest, replays
-//! the firmware and agent logs and checks the manifest and rootfs digests,
-//! but not the UKI/kernel Authenticode chain (PCR 4/11/12), which a real
-//! UKI image would be needed for. That chain is string comparisons of
-//! digests computed once per image, so the verification work per node is
-//! nearly the same; the storm builds its own small signed image in
-//! seconds instead of a real one. The nodes' EKs carry no certificate:
-//! the storm records them approved in the state database beforehand, as
-//! `ironrack nodes approve` would.
+//! Nodes boot as UEFI or BIOS firmware (`--firmware`, mixed by default:
+//! even nodes BIOS, odd nodes UEFI). A UEFI node asks DHCP as x86-64 EFI
+//! (option 93 = 7), loads snponly.efi, follows the script's `chain` to
+//! node.efi, and quotes a firmware log as OVMF → iPXE → systemd-stub
+//! would measure it, computed from the bytes it was served: the server
+//! holds it to the full `uki` chain (PCR 4 iPXE, UKI and kernel
+//! Authenticode; PCR 11 the manifest's prediction; PCR 12 the load options
+//! its script passed). A BIOS node is held to `boot-chain = "bios"`
+//! (quote, replay, manifest and rootfs digests). The storm's image has a
+//! real UKI, built by the builder's `build_uki` around the stub given with
+//! `--stub` or, by default, a minimal PE32+ stub made in code that names
+//! systemd-stub 252; its manifest carries `measure_uki`'s measurements.
+//! The nodes' EKs carry no certificate: the storm records them approved
+//! in the state database beforehand, as `ironrack nodes approve` would.
 
 mod attest;
 mod dhcp;
@@ -35,7 +39,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use error::StormError;
-pub use node::Only;
+pub use node::{Firmware, Only};
 use node::{KnownImage, NodeOutcome, Shared, SimNode};
 pub use report::StormReport;
 
@@ -73,6 +77,29 @@ impl std::fmt::Display for Arrival {
     }
 }
 
+/// Which firmware the storm's nodes boot with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirmwareMix {
+    /// Every node UEFI.
+    Uefi,
+    /// Every node BIOS.
+    Bios,
+    /// Even nodes BIOS, odd nodes UEFI.
+    Mixed,
+}
+
+impl FirmwareMix {
+    /// The firmware of node `i`.
+    pub fn of(self, i: usize) -> Firmware {
+        match self {
+            FirmwareMix::Uefi => Firmware::Uefi,
+            FirmwareMix::Bios => Firmware::Bios,
+            FirmwareMix::Mixed if i % 2 == 1 => Firmware::Uefi,
+            FirmwareMix::Mixed => Firmware::Bios,
+        }
+    }
+}
+
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct StormPlan {
@@ -98,6 +125,11 @@ pub struct StormPlan {
     pub only: Only,
     /// The TFTP server of a TFTP-only storm.
     pub tftp_peer: TftpPeer,
+    /// The nodes' firmware.
+    pub firmware: FirmwareMix,
+    /// The systemd-stub (PE32+) the image's UKI is built around; `None`:
+    /// a minimal one made in code ([`setup::generated_stub`]).
+    pub stub: Option<PathBuf>,
 }
 
 /// Who serves TFTP in a TFTP-only storm.
@@ -134,14 +166,21 @@ pub fn run(plan: &StormPlan, interrupted: Arc<AtomicBool>) -> Result<StormReport
         path: plan.dir.clone(),
         source,
     })?;
-    let (image, trust) = setup::make_image(&plan.dir, plan.rootfs_size)?;
+    let stub = match &plan.stub {
+        Some(path) => std::fs::read(path).map_err(|e| StormError::Param {
+            what: "--stub",
+            why: format!("{}: {e}", path.display()),
+        })?,
+        None => setup::generated_stub(),
+    };
+    let (image, trust) = setup::make_image(&plan.dir, plan.rootfs_size, &stub)?;
     let known_image = (plan.only == Only::Attest)
-        .then(|| setup::known_image(&image))
+        .then(|| setup::known_image(&image, &trust, &plan.ipxe_deb))
         .transpose()?;
     let site = plan.dir.join("site.toml");
     std::fs::write(
         &site,
-        setup::site_text(&plan.dir, &trust, &plan.ipxe_deb, plan.nodes),
+        setup::site_text(&plan.dir, &trust, &plan.ipxe_deb, plan.nodes, plan.firmware),
     )
     .map_err(|source| StormError::Write {
         path: site.clone(),
@@ -187,6 +226,7 @@ pub fn run(plan: &StormPlan, interrupted: Arc<AtomicBool>) -> Result<StormReport
                 mac: setup::node_mac(i),
                 ip: setup::node_ip(i),
                 tpm,
+                firmware: plan.firmware.of(i),
             })
             .collect();
         let (outcomes, bytes) = generate(plan, &net.gen_ns, nodes, known_image, interrupted)?;
@@ -229,6 +269,8 @@ fn build_report(
         delay_ms: plan.delay_ms,
         rootfs_bytes: plan.rootfs_size,
         running: outcomes.iter().filter(|o| o.running()).count(),
+        firmware: report::by_firmware(outcomes),
+        node_firmware: report::node_summaries(outcomes),
         time_to_all_running: report::time_to_all_running(outcomes),
         stages: report::stage_latencies(outcomes),
         failures: outcomes
@@ -236,6 +278,7 @@ fn build_report(
             .filter_map(|o| {
                 o.failure.as_ref().map(|(stage, reason)| report::Failure {
                     mac: o.mac.clone(),
+                    firmware: o.firmware,
                     stage: *stage,
                     reason: reason.clone(),
                 })
@@ -302,6 +345,7 @@ async fn storm(
     for (i, node) in nodes.into_iter().enumerate() {
         let p = Arc::new(Mutex::new(NodeOutcome {
             mac: crate::lab::node::mac_text(&node.mac),
+            firmware: node.firmware,
             ..NodeOutcome::default()
         }));
         progress.push(Arc::clone(&p));

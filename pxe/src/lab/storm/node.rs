@@ -1,7 +1,8 @@
-//! One simulated node's boot, stage by stage, as a BIOS node with a TPM
-//! goes through it: PXE firmware DHCP, TFTP of iPXE, iPXE's DHCP, the
-//! script over HTTP, kernel and initrd, then the agent's manifest,
-//! signature and rootfs, enrollment and a quote, and the "running" report.
+//! One simulated node's boot, stage by stage, as a BIOS or UEFI node with
+//! a TPM goes through it: PXE firmware DHCP, TFTP of iPXE (undionly.kpxe
+//! or snponly.efi), iPXE's DHCP, the script over HTTP, kernel and initrd
+//! (BIOS) or the UKI (UEFI), then the agent's manifest, signature and
+//! rootfs, enrollment and a quote, and the "running" report.
 //!
 //! Every step retries on loss or timeouts with a growing pause, as the
 //! real clients do, and counts its retries; a refusal is a failure at
@@ -16,7 +17,7 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use tokio::time::Instant;
 
-use super::attest::{Evidence, attest};
+use super::attest::{BootEvidence, Evidence, attest};
 use super::dhcp::{Asker, DhcpWire};
 use super::http::{self, HttpFailure};
 use crate::attest::protocol::ImageRef;
@@ -73,11 +74,34 @@ impl Stage {
     }
 }
 
+/// How a node's firmware boots.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Firmware {
+    /// Legacy BIOS: undionly.kpxe, kernel + initrd, `boot-chain = "bios"`.
+    #[default]
+    Bios,
+    /// UEFI: snponly.efi, the UKI, the full `uki` chain.
+    Uefi,
+}
+
+impl Firmware {
+    /// The name in the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            Firmware::Bios => "bios",
+            Firmware::Uefi => "uefi",
+        }
+    }
+}
+
 /// What the storm measured of one node.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct NodeOutcome {
     /// The node's MAC.
     pub mac: String,
+    /// How it booted.
+    pub firmware: Firmware,
     /// When it entered each stage, seconds since the storm began.
     pub entered: Vec<(Stage, f64)>,
     /// Retries per stage.
@@ -164,6 +188,9 @@ pub struct KnownImage {
     pub rootfs_sha256: [u8; 32],
     /// Name and version.
     pub image: ImageRef,
+    /// What a UEFI node measured (snponly.efi, the UKI, the script's load
+    /// options), computed from the served files as a booting node would.
+    pub uefi: Option<BootEvidence>,
 }
 
 /// The server's HTTP address in the storm.
@@ -182,6 +209,8 @@ pub struct SimNode {
     pub ip: Ipv4Addr,
     /// Its TPM (its EK is pre-approved in the server's database).
     pub tpm: SimulatedTpm,
+    /// How it boots.
+    pub firmware: Firmware,
 }
 
 /// A step's failure: retry, or give up.
@@ -230,15 +259,24 @@ async fn run(
         (Only::Tftp, _) => {
             note(shared, progress, Stage::Tftp);
             let server = super::setup::SERVER;
-            tftp(shared, progress, node.ip, server, "undionly.kpxe").await?;
+            let file = match node.firmware {
+                Firmware::Bios => "undionly.kpxe",
+                Firmware::Uefi => "snponly.efi",
+            };
+            tftp(shared, progress, node.ip, server, file).await?;
             return Ok(());
         }
         (Only::Attest, Some(known)) => {
             note(shared, progress, Stage::Attest);
             let evidence = Evidence {
-                // No iPXE was fetched: the log's PCR 4 event names a
-                // fixed digest, replayed like any other.
-                ipxe_sha256: Sha256::digest(b"undionly.kpxe").into(),
+                boot: match &known.uefi {
+                    Some(uefi) if node.firmware == Firmware::Uefi => uefi.clone(),
+                    // No iPXE was fetched: the log's PCR 4 event names a
+                    // fixed digest, replayed like any other.
+                    _ => BootEvidence::Bios {
+                        ipxe_sha256: Sha256::digest(b"undionly.kpxe").into(),
+                    },
+                },
                 manifest_sha256: known.manifest_sha256,
                 rootfs_sha256: known.rootfs_sha256,
                 image: known.image.clone(),
@@ -250,7 +288,10 @@ async fn run(
     }
     let xid = u32::from_be_bytes([node.mac[2], node.mac[3], node.mac[4], node.mac[5]]) << 1;
     note(shared, progress, Stage::Dhcp);
-    let (lease, n) = shared.wire.lease(node.mac, xid, Asker::Firmware).await;
+    let (lease, n) = shared
+        .wire
+        .lease(node.mac, xid, Asker::Firmware, node.firmware)
+        .await;
     retried(progress, Stage::Dhcp, n);
     let lease = lease.map_err(|e| e.to_string())?;
     let local = lease.address;
@@ -259,7 +300,10 @@ async fn run(
     let ipxe = tftp(shared, progress, local, lease.server, &lease.boot_file).await?;
 
     note(shared, progress, Stage::IpxeDhcp);
-    let (again, n) = shared.wire.lease(node.mac, xid | 1, Asker::Ipxe).await;
+    let (again, n) = shared
+        .wire
+        .lease(node.mac, xid | 1, Asker::Ipxe, node.firmware)
+        .await;
     retried(progress, Stage::IpxeDhcp, n);
     let again = again.map_err(|e| e.to_string())?;
     let (server, script_path) = split_url(&again.boot_file)
@@ -271,18 +315,34 @@ async fn run(
     };
     let script = get(script_path, true, Stage::Script).await?;
     let script = String::from_utf8_lossy(&script.body).into_owned();
-    let (kernel, initrd) = kernel_lines(&script)
-        .ok_or_else(|| format!("the script boots no kernel: {}", first_lines(&script)))?;
 
     note(shared, progress, Stage::Kernel);
-    for url in [&kernel, &initrd] {
-        let (_, path) = split_url(url).ok_or_else(|| format!("script URL {url:?}"))?;
-        get(path, false, Stage::Kernel).await?;
-    }
+    let (boot, first_url) = match node.firmware {
+        Firmware::Bios => {
+            let (kernel, initrd) = kernel_lines(&script)
+                .ok_or_else(|| format!("the script boots no kernel: {}", first_lines(&script)))?;
+            for url in [&kernel, &initrd] {
+                let (_, path) = split_url(url).ok_or_else(|| format!("script URL {url:?}"))?;
+                get(path, false, Stage::Kernel).await?;
+            }
+            let ipxe_sha256 = Sha256::digest(&ipxe).into();
+            (BootEvidence::Bios { ipxe_sha256 }, kernel)
+        }
+        Firmware::Uefi => {
+            let (url, args) = chain_line(&script)
+                .ok_or_else(|| format!("the script chains no UKI: {}", first_lines(&script)))?;
+            let (_, path) = split_url(&url).ok_or_else(|| format!("script URL {url:?}"))?;
+            let uki = get(path, true, Stage::Kernel).await?;
+            let name = url.rsplit('/').next().unwrap_or_default();
+            let load_options = ironrack_builder::boot::measure::ipxe_load_options(name, &args);
+            (BootEvidence::uefi(&ipxe, &uki.body, &load_options)?, url)
+        }
+    };
 
     note(shared, progress, Stage::Image);
-    let (_, kernel_path) = split_url(&kernel).ok_or_else(|| format!("script URL {kernel:?}"))?;
-    let dir = kernel_path
+    let (_, first_path) =
+        split_url(&first_url).ok_or_else(|| format!("script URL {first_url:?}"))?;
+    let dir = first_path
         .rsplit_once('/')
         .map(|(d, _)| d.to_owned())
         .unwrap_or_default();
@@ -293,7 +353,7 @@ async fn run(
 
     note(shared, progress, Stage::Attest);
     let evidence = Evidence {
-        ipxe_sha256: Sha256::digest(&ipxe).into(),
+        boot,
         manifest_sha256: manifest.sha256,
         rootfs_sha256: rootfs.sha256,
         image: ImageRef { name, version },
@@ -434,6 +494,22 @@ pub fn kernel_lines(script: &str) -> Option<(String, String)> {
     Some((url_after("kernel ")?, url_after("initrd ")?))
 }
 
+/// The UKI URL and its arguments from an ironrack script's UEFI path
+/// (`chain --autofree URL ARGS || goto failed`), as iPXE reads them.
+pub fn chain_line(script: &str) -> Option<(String, String)> {
+    script.lines().find_map(|l| {
+        let rest = l.trim().strip_prefix("chain ")?;
+        let rest = rest.split(" || ").next()?.trim();
+        let mut words = rest.split_whitespace().skip_while(|w| w.starts_with("--"));
+        let url = words.next()?;
+        // The script's own retry (`chain` of the next script) is no UKI.
+        if url.contains("/boot/") {
+            return None;
+        }
+        Some((url.to_owned(), words.collect::<Vec<_>>().join(" ")))
+    })
+}
+
 fn first_lines(text: &str) -> String {
     text.lines().take(4).collect::<Vec<_>>().join(" | ")
 }
@@ -464,6 +540,13 @@ mod tests {
         assert_eq!(k, "http://198.18.0.1:8080/images/s/1/vmlinuz");
         assert_eq!(i, "http://198.18.0.1:8080/images/s/1/initrd.img");
         assert!(kernel_lines("#!ipxe\necho waiting\n").is_none());
+        let efi = "#!ipxe\n:uefi\nchain --autofree http://198.18.0.1:8080/images/s/1/node.efi console=ttyS0 ironrack.image=s-1 || goto failed\n:failed\nchain --autofree http://198.18.0.1:8080/boot/52-54.ipxe?attempt=1 || goto failed\n";
+        let (url, args) = chain_line(efi).unwrap();
+        assert_eq!(url, "http://198.18.0.1:8080/images/s/1/node.efi");
+        assert_eq!(args, "console=ttyS0 ironrack.image=s-1");
+        assert!(
+            chain_line(":failed\nchain --autofree http://x/boot/a.ipxe || goto failed\n").is_none()
+        );
     }
 
     #[test]

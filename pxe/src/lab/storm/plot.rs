@@ -90,6 +90,8 @@ mod tests {
             delay_ms: 0,
             rootfs_bytes: 1,
             running: 2,
+            firmware: Vec::new(),
+            node_firmware: Vec::new(),
             time_to_all_running: Some(1.0),
             stages: Vec::new(),
             failures: Vec::new(),

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::node::{NodeOutcome, Stage};
+use super::node::{Firmware, NodeOutcome, Stage};
 
 /// Latency of one stage over the nodes that finished it, seconds.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -51,10 +51,62 @@ pub struct Bytes {
 pub struct Failure {
     /// Its MAC.
     pub mac: String,
+    /// How it booted.
+    pub firmware: Firmware,
     /// The stage it failed in.
     pub stage: Stage,
     /// Why.
     pub reason: String,
+}
+
+/// One node's firmware and end.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeSummary {
+    /// Its MAC.
+    pub mac: String,
+    /// How it booted.
+    pub firmware: Firmware,
+    /// Reached running.
+    pub running: bool,
+}
+
+/// The nodes of one firmware.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FirmwareCount {
+    /// The firmware.
+    pub firmware: Firmware,
+    /// Its nodes.
+    pub nodes: usize,
+    /// Those that reached running.
+    pub running: usize,
+}
+
+/// Nodes and running nodes per firmware (only firmwares the storm used).
+pub fn by_firmware(outcomes: &[NodeOutcome]) -> Vec<FirmwareCount> {
+    [Firmware::Bios, Firmware::Uefi]
+        .into_iter()
+        .map(|firmware| {
+            let of: Vec<_> = outcomes.iter().filter(|o| o.firmware == firmware).collect();
+            FirmwareCount {
+                firmware,
+                nodes: of.len(),
+                running: of.iter().filter(|o| o.running()).count(),
+            }
+        })
+        .filter(|c| c.nodes > 0)
+        .collect()
+}
+
+/// Each node's firmware and whether it reached running.
+pub fn node_summaries(outcomes: &[NodeOutcome]) -> Vec<NodeSummary> {
+    outcomes
+        .iter()
+        .map(|o| NodeSummary {
+            mac: o.mac.clone(),
+            firmware: o.firmware,
+            running: o.running(),
+        })
+        .collect()
 }
 
 /// Nodes in each stage at one instant.
@@ -83,6 +135,10 @@ pub struct StormReport {
     pub rootfs_bytes: u64,
     /// Nodes that reached running.
     pub running: usize,
+    /// Nodes and running nodes per firmware.
+    pub firmware: Vec<FirmwareCount>,
+    /// Every node's firmware and end, in node order.
+    pub node_firmware: Vec<NodeSummary>,
     /// Seconds until the last node reached running (None if any failed).
     pub time_to_all_running: Option<f64>,
     /// Per-stage latency.
@@ -199,6 +255,12 @@ impl StormReport {
             self.time_to_all_running
                 .map_or("- (not all running)".to_owned(), |t| format!("{t:.2} s"))
         ));
+        let firmware: Vec<String> = self
+            .firmware
+            .iter()
+            .map(|c| format!("{} {} ({} running)", c.firmware.name(), c.nodes, c.running))
+            .collect();
+        s.push_str(&format!("firmware: {}\n", firmware.join(", ")));
         s.push_str(&format!(
             "server: {:.2} CPU s, peak RSS {:.1} MiB; bytes: dhcp {}, tftp {}, http {}\n\n",
             self.server.cpu_seconds,
@@ -245,11 +307,37 @@ mod tests {
     fn node(stages: &[(Stage, f64)], failed: Option<f64>) -> NodeOutcome {
         NodeOutcome {
             mac: "m".into(),
+            firmware: Firmware::Bios,
             entered: stages.to_vec(),
             retries: vec![(Stage::Tftp, 2)],
             failure: failed.map(|_| (stages.last().unwrap().0, "x".into())),
             failed_at: failed,
         }
+    }
+
+    #[test]
+    fn nodes_are_counted_by_firmware() {
+        let mut uefi = node(&[(Stage::Dhcp, 0.0), (Stage::Running, 1.0)], None);
+        uefi.firmware = Firmware::Uefi;
+        let failed = node(&[(Stage::Dhcp, 0.0)], Some(2.0));
+        let bios = node(&[(Stage::Dhcp, 0.0), (Stage::Running, 1.0)], None);
+        let counts = by_firmware(&[uefi.clone(), failed, bios]);
+        assert_eq!(
+            counts,
+            vec![
+                FirmwareCount {
+                    firmware: Firmware::Bios,
+                    nodes: 2,
+                    running: 1
+                },
+                FirmwareCount {
+                    firmware: Firmware::Uefi,
+                    nodes: 1,
+                    running: 1
+                },
+            ]
+        );
+        assert_eq!(by_firmware(&[uefi]).len(), 1);
     }
 
     #[test]

@@ -58,10 +58,53 @@ fn filler(len: usize, seed: u64) -> Vec<u8> {
     out
 }
 
+/// The systemd-stub a storm image is built around when the operator
+/// gives none: a minimal PE32+ made in code whose `.sdmagic` names
+/// systemd-stub 252, so `build_uki` lays the UKI out and `measure_uki`
+/// predicts PCR 11 exactly as for Debian 12's stub. The server never reads
+/// the stub: it holds a node to the manifest's digests, which are the
+/// same kind of digests of the same kind of file either way.
+pub fn generated_stub() -> Vec<u8> {
+    use ironrack_builder::boot::pe_fixture::{FixtureSection, PeFixture};
+    PeFixture {
+        sections: vec![
+            FixtureSection::new(".text", filler(0x3000, 4)),
+            FixtureSection::new(
+                ".sdmagic",
+                b"#### LoaderInfo: systemd-stub 252.39-1~deb12u2 ####".to_vec(),
+            ),
+        ],
+        // Room in the headers for the section headers build_uki adds.
+        file_alignment: 0x400,
+        ..PeFixture::default()
+    }
+    .build()
+}
+
+/// The storm's kernel: a PE32+ (as an x86-64 bzImage is, with its EFI
+/// stub) of `BOOT_FILE_BYTES`, so the UKI's `.linux` has an Authenticode
+/// digest for PCR 4.
+fn kernel_image() -> Vec<u8> {
+    use ironrack_builder::boot::pe_fixture::{FixtureSection, PeFixture};
+    PeFixture {
+        sections: vec![FixtureSection::new(".text", filler(BOOT_FILE_BYTES, 1))],
+        ..PeFixture::default()
+    }
+    .build()
+}
+
+/// The kernel command line of the storm image.
+const CMDLINE: &str = "console=ttyS0";
+
 /// Makes `dir/trust.json` and a signed image `dir/out/storm/1` (kernel,
-/// initrd, a rootfs of `rootfs_size` bytes). The signing keys live only
-/// in memory: nothing else will ever be signed with them.
-pub fn make_image(dir: &Path, rootfs_size: u64) -> Result<(PathBuf, PathBuf), StormError> {
+/// initrd, a UKI `node.efi` built around `stub` with its measurements in
+/// the manifest, a rootfs of `rootfs_size` bytes). The signing keys live
+/// only in memory: nothing else will ever be signed with them.
+pub fn make_image(
+    dir: &Path,
+    rootfs_size: u64,
+    stub: &[u8],
+) -> Result<(PathBuf, PathBuf), StormError> {
     let image_dir = dir.join("out").join(IMAGE).join("1");
     let bad = |reason: String| StormError::Image {
         dir: image_dir.clone(),
@@ -92,14 +135,29 @@ pub fn make_image(dir: &Path, rootfs_size: u64) -> Result<(PathBuf, PathBuf), St
     let trust_path = dir.join("trust.json");
     write(&trust_path, &trust.to_bytes().map_err(key)?)?;
     let rootfs_len = usize::try_from(rootfs_size).map_err(|_| bad("rootfs too large".into()))?;
+    let kernel = kernel_image();
+    let initrd = filler(BOOT_FILE_BYTES, 2);
+    let uki = ironrack_builder::boot::uki::build_uki(&ironrack_builder::boot::uki::UkiInputs {
+        stub,
+        linux: &kernel,
+        initrd: &initrd,
+        cmdline: CMDLINE,
+        osrel: b"ID=ironrack\nVERSION_ID=storm\n",
+        uname: None,
+        splash: None,
+    })
+    .map_err(|e| bad(format!("building node.efi: {}", error_chain(&e))))?;
+    let m = ironrack_builder::boot::uki::measure_uki(&uki, &kernel)
+        .map_err(|e| bad(format!("measuring node.efi: {}", error_chain(&e))))?;
     let files = [
-        ("vmlinuz", BOOT_FILE_BYTES, 1),
-        ("initrd.img", BOOT_FILE_BYTES, 2),
-        ("rootfs.squashfs", rootfs_len, 3),
+        ("vmlinuz", kernel),
+        ("initrd.img", initrd),
+        (crate::net::http::script::UKI, uki),
+        ("rootfs.squashfs", filler(rootfs_len, 3)),
     ];
     let mut artifacts = Vec::new();
-    for (name, len, seed) in files {
-        write(&image_dir.join(name), &filler(len, seed))?;
+    for (name, bytes) in files {
+        write(&image_dir.join(name), &bytes)?;
         artifacts.push(Artifact::from_file(&image_dir, name).map_err(key)?);
     }
     let manifest = SignedManifest::new(
@@ -108,10 +166,30 @@ pub fn make_image(dir: &Path, rootfs_size: u64) -> Result<(PathBuf, PathBuf), St
         1,
         Timestamp::now().plus_days(7),
         artifacts,
-        serde_json::json!({ "kernel": { "cmdline": "console=ttyS0" } }),
+        serde_json::json!({
+            "kernel": { "cmdline": CMDLINE },
+            "measurements": {
+                "uki": crate::net::http::script::UKI,
+                "uki-authenticode": m.uki_authenticode,
+                "kernel-authenticode": m.kernel_authenticode,
+                "pcr11": m.pcr11,
+                "agent-pcr": crate::attest::eventlog::agent::AGENT_PCR,
+            },
+        }),
     );
     ironrack_keys::write_signed_manifest(&image_dir, &signer, &manifest).map_err(key)?;
     Ok((image_dir, trust_path))
+}
+
+/// An error and its sources, for a one-line reason.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), StormError> {
@@ -121,9 +199,16 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), StormError> {
     })
 }
 
-/// The site file: every node listed with its address, all on the `storm`
-/// profile (`boot-chain = "bios"`: see the module documentation).
-pub fn site_text(dir: &Path, trust: &Path, ipxe_deb: &Path, nodes: usize) -> String {
+/// The site file: every node listed with its address; BIOS nodes on the
+/// `storm` profile (`boot-chain = "bios"`), UEFI nodes on `storm-uefi`
+/// (the default `uki` chain: PCR 4, 11 and 12 all checked).
+pub fn site_text(
+    dir: &Path,
+    trust: &Path,
+    ipxe_deb: &Path,
+    nodes: usize,
+    mix: super::FirmwareMix,
+) -> String {
     let mut text = format!(
         "# Generated by `ironrack lab storm`.\n\
          [server]\nhttp-base-url = \"http://{SERVER}:{HTTP_PORT}\"\n\
@@ -133,6 +218,7 @@ pub fn site_text(dir: &Path, trust: &Path, ipxe_deb: &Path, nodes: usize) -> Str
          [[interface]]\nname = \"br0\"\naddress = \"{SERVER}/16\"\n\n\
          [boot]\nipxe-deb = {ipxe:?}\n\n\
          [profile.storm]\nboot-chain = \"bios\"\n\n\
+         [profile.storm-uefi]\nboot-chain = \"uki\"\n\n\
          [[rack]]\nname = \"storm\"\n",
         out = dir.join("out").display().to_string(),
         trust = trust.display().to_string(),
@@ -140,10 +226,14 @@ pub fn site_text(dir: &Path, trust: &Path, ipxe_deb: &Path, nodes: usize) -> Str
     );
     for i in 0..nodes {
         text.push_str(&format!(
-            "\n[[rack.node]]\nmac = \"{}\"\nhostname = \"storm-{}\"\nip = \"{}\"\nimage = \"{IMAGE}\"\nprofile = \"storm\"\n",
+            "\n[[rack.node]]\nmac = \"{}\"\nhostname = \"storm-{}\"\nip = \"{}\"\nimage = \"{IMAGE}\"\nprofile = \"{}\"\n",
             crate::lab::node::mac_text(&node_mac(i)),
             i + 1,
             node_ip(i),
+            match mix.of(i) {
+                super::node::Firmware::Bios => "storm",
+                super::node::Firmware::Uefi => "storm-uefi",
+            },
         ));
     }
     text
@@ -186,16 +276,56 @@ pub fn tpms_approved(db: &Path, nodes: usize) -> Result<Vec<SimulatedTpm>, Storm
 }
 
 /// What an attest-only node presents: the digests of the storm image's
-/// manifest and rootfs.
-pub fn known_image(image_dir: &Path) -> Result<super::node::KnownImage, StormError> {
+/// manifest and rootfs, and for UEFI nodes what their firmware would have
+/// measured of the served snponly.efi, node.efi and script (the image
+/// loaded and verified as the server loads it, for the same load options).
+pub fn known_image(
+    image_dir: &Path,
+    trust: &Path,
+    ipxe_deb: &Path,
+) -> Result<super::node::KnownImage, StormError> {
     use sha2::{Digest, Sha256};
-    let digest = |name: &str| -> Result<[u8; 32], StormError> {
-        let bytes = std::fs::read(image_dir.join(name)).map_err(|e| StormError::Image {
-            dir: image_dir.to_owned(),
-            reason: format!("reading {name}: {e}"),
-        })?;
-        Ok(Sha256::digest(&bytes).into())
+    let bad = |reason: String| StormError::Image {
+        dir: image_dir.to_owned(),
+        reason,
     };
+    let read = |name: &str| {
+        std::fs::read(image_dir.join(name)).map_err(|e| bad(format!("reading {name}: {e}")))
+    };
+    let digest =
+        |name: &str| -> Result<[u8; 32], StormError> { Ok(Sha256::digest(read(name)?).into()) };
+    let trust = ironrack_keys::Trust::load(trust, &[])
+        .map_err(|e| bad(format!("trust {}: {e}", trust.display())))?;
+    let out = image_dir
+        .ancestors()
+        .nth(2)
+        .ok_or_else(|| bad("no image root".into()))?
+        .to_owned();
+    let store = crate::images::ImageStore::load(
+        &[out],
+        &crate::images::LoadOptions {
+            trust: Ok(&trust),
+            now: Timestamp::now(),
+            memory_budget: 0,
+            previous: None,
+        },
+    );
+    let image = store
+        .get(IMAGE, 1)
+        .ok_or_else(|| bad(format!("not loadable: {:?}", store.refused())))?;
+    let ipxe = crate::images::IpxeBinaries::from_deb(ipxe_deb)
+        .map_err(|e| bad(format!("{}: {e}", ipxe_deb.display())))?;
+    let snponly = ipxe
+        .get("snponly.efi")
+        .ok_or_else(|| bad(format!("{} has no snponly.efi", ipxe_deb.display())))?;
+    let base = format!("http://{SERVER}:{HTTP_PORT}");
+    let options = crate::net::http::script::uki_load_options(image, &base);
+    let uefi = super::attest::BootEvidence::uefi(
+        &snponly.bytes,
+        &read(crate::net::http::script::UKI)?,
+        &options,
+    )
+    .map_err(bad)?;
     Ok(super::node::KnownImage {
         manifest_sha256: digest("manifest.json")?,
         rootfs_sha256: digest("rootfs.squashfs")?,
@@ -203,6 +333,7 @@ pub fn known_image(image_dir: &Path) -> Result<super::node::KnownImage, StormErr
             name: IMAGE.into(),
             version: 1,
         },
+        uefi: Some(uefi),
     })
 }
 
@@ -482,17 +613,47 @@ mod tests {
     }
 
     #[test]
-    fn the_site_loads_with_every_node_on_the_bios_chain() {
-        let text = site_text(
-            Path::new("/storm"),
-            Path::new("/storm/trust.json"),
-            Path::new("/ipxe.deb"),
-            300,
+    fn the_site_puts_bios_nodes_on_the_bios_chain_and_uefi_nodes_on_the_uki_chain() {
+        use crate::attest::service::BootChain;
+        let site = |mix| {
+            let text = site_text(
+                Path::new("/storm"),
+                Path::new("/storm/trust.json"),
+                Path::new("/ipxe.deb"),
+                300,
+                mix,
+            );
+            crate::site::Site::from_toml(Path::new("/storm/site.toml"), &text).unwrap()
+        };
+        let chain =
+            |site: &crate::site::Site, host: &str| site.profile_of(host).unwrap().boot_chain;
+        let bios = site(super::super::FirmwareMix::Bios);
+        assert_eq!(chain(&bios, "storm-300"), BootChain::Bios);
+        assert!(bios.node_by_id("52:54:00:5e:01:2c").is_some());
+        assert_eq!(
+            chain(&site(super::super::FirmwareMix::Uefi), "storm-300"),
+            BootChain::Uki
         );
-        let site = crate::site::Site::from_toml(Path::new("/storm/site.toml"), &text).unwrap();
-        let profile = site.profile_of("storm-300").unwrap();
-        assert_eq!(profile.boot_chain, crate::attest::service::BootChain::Bios);
-        assert!(site.node_by_id("52:54:00:5e:01:2c").is_some());
+        let mixed = site(super::super::FirmwareMix::Mixed);
+        // Node i is storm-(i+1): even i BIOS, odd i UEFI.
+        assert_eq!(chain(&mixed, "storm-1"), BootChain::Bios);
+        assert_eq!(chain(&mixed, "storm-2"), BootChain::Uki);
+    }
+
+    #[test]
+    fn the_storm_image_carries_a_measured_uki() {
+        let dir = tempfile::tempdir().unwrap();
+        let (image, _) = make_image(dir.path(), 4096, &generated_stub()).unwrap();
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(image.join("manifest.json")).unwrap()).unwrap();
+        let m = &manifest["payload"]["measurements"];
+        let uki = std::fs::read(image.join("node.efi")).unwrap();
+        let auth = ironrack_builder::boot::pe::authenticode_sha256(&uki).unwrap();
+        assert_eq!(m["uki-authenticode"], hex::encode(auth), "{manifest}");
+        let kernel = std::fs::read(image.join("vmlinuz")).unwrap();
+        let kauth = ironrack_builder::boot::pe::authenticode_sha256(&kernel).unwrap();
+        assert_eq!(m["kernel-authenticode"], hex::encode(kauth));
+        assert_eq!(m["pcr11"].as_str().unwrap().len(), 64);
     }
 
     #[test]
