@@ -88,6 +88,23 @@ fn put(out: &mut [u8], at: usize, bytes: &[u8]) {
 }
 
 impl PeFixture {
+    /// A systemd-stub-like PE32+ that `build_uki` accepts: `text` as its
+    /// code, the `.sdmagic` of Debian 12's stub, and room in the headers
+    /// for the section headers a UKI adds (as the real stub has).
+    pub fn stub_like(text: Vec<u8>) -> Self {
+        Self {
+            sections: vec![
+                FixtureSection::new(".text", text),
+                FixtureSection::new(
+                    ".sdmagic",
+                    b"#### LoaderInfo: systemd-stub 252.39-1~deb12u2 ####".to_vec(),
+                ),
+            ],
+            file_alignment: 0x400,
+            ..Self::default()
+        }
+    }
+
     /// A UKI-like PE32+: a small `.text` stub and the sections systemd-stub
     /// measures, with sizes that are not multiples of 8.
     pub fn uki_like(linux: &[u8], initrd: &[u8], cmdline: &str) -> Self {

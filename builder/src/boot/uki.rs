@@ -395,20 +395,7 @@ mod tests {
     use crate::boot::pe_fixture::{FixtureSection, PeFixture};
 
     fn stub() -> Vec<u8> {
-        PeFixture {
-            sections: vec![
-                FixtureSection::new(".text", vec![0xC3; 0x300]),
-                FixtureSection::new(
-                    ".sdmagic",
-                    b"#### LoaderInfo: systemd-stub 252.39-1~deb12u2 ####".to_vec(),
-                ),
-            ],
-            // Room in the headers for the added section headers, as the
-            // real stub has.
-            file_alignment: 0x400,
-            ..PeFixture::default()
-        }
-        .build()
+        PeFixture::stub_like(vec![0xC3; 0x300]).build()
     }
 
     fn inputs<'a>(stub: &'a [u8], linux: &'a [u8]) -> UkiInputs<'a> {

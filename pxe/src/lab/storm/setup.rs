@@ -65,20 +65,7 @@ fn filler(len: usize, seed: u64) -> Vec<u8> {
 /// the stub: it holds a node to the manifest's digests, which are the
 /// same kind of digests of the same kind of file either way.
 pub fn generated_stub() -> Vec<u8> {
-    use ironrack_builder::boot::pe_fixture::{FixtureSection, PeFixture};
-    PeFixture {
-        sections: vec![
-            FixtureSection::new(".text", filler(0x3000, 4)),
-            FixtureSection::new(
-                ".sdmagic",
-                b"#### LoaderInfo: systemd-stub 252.39-1~deb12u2 ####".to_vec(),
-            ),
-        ],
-        // Room in the headers for the section headers build_uki adds.
-        file_alignment: 0x400,
-        ..PeFixture::default()
-    }
-    .build()
+    ironrack_builder::boot::pe_fixture::PeFixture::stub_like(filler(0x3000, 4)).build()
 }
 
 /// The storm's kernel: a PE32+ (as an x86-64 bzImage is, with its EFI
