@@ -25,7 +25,6 @@ mod agent_image;
 mod serve_support;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ironrack_builder::boot::initramfs::TRUST_PATH;
@@ -46,14 +45,10 @@ fn have_tools(test: &str) -> bool {
     if skip(test) {
         return false;
     }
-    for tool in ["qemu-system-x86_64", "swtpm", "mksquashfs", "strip"] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(found, "{test}: {tool} is missing; run scripts/deps.sh");
-    }
+    require_tools(
+        test,
+        &["qemu-system-x86_64", "swtpm", "mksquashfs", "strip"],
+    );
     true
 }
 

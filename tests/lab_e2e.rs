@@ -51,20 +51,16 @@ impl Rack {
         if skip(test) {
             return None;
         }
-        for tool in [
-            "qemu-system-x86_64",
-            "swtpm",
-            "swtpm_setup",
-            "mksquashfs",
-            "strip",
-        ] {
-            let found = Command::new("sh")
-                .args(["-c", &format!("command -v {tool}")])
-                .stdout(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            assert!(found, "{test}: {tool} is missing; run scripts/deps.sh");
-        }
+        require_tools(
+            test,
+            &[
+                "qemu-system-x86_64",
+                "swtpm",
+                "swtpm_setup",
+                "mksquashfs",
+                "strip",
+            ],
+        );
         let lab = Lab::new();
         for &v in versions {
             let scratch = lab.path(&format!("build-{v}"));

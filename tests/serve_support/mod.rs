@@ -33,6 +33,20 @@ pub fn skip(test: &str) -> bool {
     true
 }
 
+/// Panics naming the first of `tools` that is not installed: a root test
+/// that runs must not skip silently for want of a package.
+#[allow(dead_code)] // not every test binary that includes this module uses it
+pub fn require_tools(test: &str, tools: &[&str]) {
+    for tool in tools {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(found, "{test}: {tool} is missing; run scripts/deps.sh");
+    }
+}
+
 pub fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().expect("running ip");
     assert!(
