@@ -189,7 +189,18 @@ fn udhcpc_gets_its_reservation_renews_and_the_lease_survives_a_restart() {
         .iter()
         .filter(|e| e.kind == DhcpEventKind::Ack)
         .count();
-    assert_eq!(acks_after, acks_before + 1, "one more ACK for the renewal");
+    // At least one: since a renewal within the stored lease needs no
+    // write, its ACK comes back at once, and busybox 1.35's udhcpc was seen
+    // to miss that first ACK and ask again a second later.
+    assert!(
+        acks_after > acks_before,
+        "an ACK for the renewal: {:#?}",
+        server
+            .seen
+            .iter()
+            .map(|e| (e.kind, e.ip))
+            .collect::<Vec<_>>()
+    );
     let request = server
         .seen
         .iter()
