@@ -5,6 +5,7 @@
 #
 #   scripts/bench-http.sh            # RUNS=3 by default
 #   RUNS=5 scripts/bench-http.sh
+#   SERVERS="ironrack-fd nginx" scripts/bench-http.sh   # a subset
 #
 # Rows: 200 concurrent x 1 MiB, 16 concurrent x 64 MiB, 1 x 64 MiB.
 # ironrack serves a signed test image (pxe/examples/test-image.rs): once
@@ -131,7 +132,7 @@ fetch() {
 
 median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "-"} else if (NR%2) {print a[(NR+1)/2]} else {print (a[NR/2]+a[NR/2+1])/2}}'; }
 
-SERVERS=(ironrack-memory ironrack-fd nginx)
+read -r -a SERVERS <<<"${SERVERS:-ironrack-memory ironrack-fd nginx}"
 ROWS=("200 x 1 MiB|small.img|200|$((1 << 20))" "16 x 64 MiB|big.img|16|$((64 << 20))" "1 x 64 MiB|big.img|1|$((64 << 20))")
 declare -A RESULT FAILS
 for s in "${SERVERS[@]}"; do FAILS[$s]=0; done
@@ -156,8 +157,9 @@ fmt() { local v; v=$(tr ' ' '\n' <<<"${RESULT[$1]:-}" | grep . | median); [ "$v"
 echo
 echo "HTTP, curl $(curl --version | awk 'NR==1{print $2}') --parallel, nginx $(nginx -v 2>&1 | sed 's|.*/||'), private namespace, median of $RUNS runs; 1-min load at each run: ${LOADS[*]}"
 echo
-echo "| row | ironrack (memory) | ironrack (verified fd) | nginx (sendfile) |"
-echo "| --- | --- | --- | --- |"
+declare -A TITLE=([ironrack-memory]="ironrack (memory)" [ironrack-fd]="ironrack (verified fd)" [nginx]="nginx (sendfile)")
+printf '| row |'; for s in "${SERVERS[@]}"; do printf ' %s |' "${TITLE[$s]}"; done; echo
+printf '| --- |'; for s in "${SERVERS[@]}"; do printf ' --- |'; done; echo
 for row in "${ROWS[@]}"; do
   IFS='|' read -r label _ <<<"$row"
   printf '| %s |' "$label"

@@ -6,12 +6,13 @@
 #   scripts/bench-tftp.sh            # RUNS=3 by default
 #   RUNS=5 scripts/bench-tftp.sh
 #   BIG=0 RUNS=5 scripts/bench-tftp.sh   # the storm row only
+#   SERVERS="ironrack dnsmasq" scripts/bench-tftp.sh   # a subset
 #
 # Rows: a 64 MiB file at blksize 512 and 1468, each pinned to one CPU
 # (server and client share it), pinned split (server CPU 0, client CPU 1)
 # and unpinned (loopback TFTP speed depends mostly on that: facts.md); and
 # a storm of 200 concurrent curl clients fetching a 1 MiB file (unpinned,
-# curl's default blksize 512).
+# curl's default blksize 512), with the CPU time each server spent on it.
 #
 # Isolation: everything runs inside a network namespace this script makes
 # (loopback only) because dnsmasq's TFTP listens on port 69 with no option
@@ -51,6 +52,7 @@ cleanup() {
   for pid in "${PIDS[@]}"; do kill -- "-$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   ip netns del "$NS" 2>/dev/null || true
+  [ -z "$CGROUP" ] || rmdir "$CGROUP" 2>/dev/null || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -72,7 +74,7 @@ head -c $((1 << 20)) /dev/urandom >"$ROOT/storm.img"
 chmod 644 "$ROOT"/*
 
 declare -A PORT=([ironrack]=6970 [tftpd-hpa]=6969 [dnsmasq]=69)
-SERVERS=(ironrack tftpd-hpa dnsmasq)
+read -r -a SERVERS <<<"${SERVERS:-ironrack tftpd-hpa dnsmasq}"
 
 # Starts one server pinned to CPU list $2 ("" = unpinned); sets SERVER_PID.
 # setsid makes it a process group of its own (setsid, ip netns exec and
@@ -119,6 +121,7 @@ TOML
   esac
   SERVER_PID=$!
   PIDS+=("$SERVER_PID")
+  [ -z "$CGROUP" ] || echo "$SERVER_PID" >"$CGROUP/cgroup.procs"
   # Ready when a request for a missing file gets curl's "file not found" (68).
   local rc
   for _ in $(seq 50); do
@@ -137,6 +140,22 @@ stop_server() {
 }
 
 now() { date +%s.%N; }
+
+# CPU seconds a server and every process it forks have used: each server
+# runs in a cgroup of its own (tftpd-hpa forks per transfer, and its
+# children are not in the parent's /proc times). cgroup v2 or v1 cpuacct.
+CGROUP=
+if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+  CGROUP=/sys/fs/cgroup/ironrack-bench-$$
+elif [ -d /sys/fs/cgroup/cpuacct ]; then
+  CGROUP=/sys/fs/cgroup/cpuacct/ironrack-bench-$$
+fi
+[ -z "$CGROUP" ] || mkdir "$CGROUP" 2>/dev/null || CGROUP=
+cpu_seconds() {
+  if [ -z "$CGROUP" ]; then echo 0
+  elif [ -f "$CGROUP/cpu.stat" ]; then awk '$1 == "usage_usec" {print $2 / 1e6}' "$CGROUP/cpu.stat"
+  else awk '{print $1 / 1e9}' "$CGROUP/cpuacct.usage"; fi
+}
 
 # One 64 MiB fetch; prints seconds, or FAIL.
 fetch_big() {
@@ -198,9 +217,12 @@ for run in $(seq "$RUNS"); do
   done
   for name in "${SERVERS[@]}"; do
     start_server "$name" ""
+    cpu0=$(cpu_seconds)
     read -r t failed < <(storm "$name")
-    echo "   $name storm $STORM x 1MiB: $t s, $failed failed" >&2
+    cpu=$(echo "$(cpu_seconds) - $cpu0" | bc -l)
+    echo "   $name storm $STORM x 1MiB: $t s, server CPU $cpu s, $failed failed" >&2
     RESULT["$name|storm"]+="$t "
+    [ -z "$CGROUP" ] || RESULT["$name|storm-cpu"]+="$cpu "
     FAILS[$name]=$((FAILS[$name] + failed))
     stop_server
   done
@@ -211,8 +233,8 @@ fmt() { local v; v=$(tr ' ' '\n' <<<"${RESULT[$1]:-}" | grep . | median); [ "$v"
 echo
 echo "TFTP, curl $(curl --version | awk 'NR==1{print $2}'), loopback in a private namespace, median of $RUNS runs"
 echo
-echo "| row | ironrack | tftpd-hpa | dnsmasq |"
-echo "| --- | --- | --- | --- |"
+printf '| row |'; for name in "${SERVERS[@]}"; do printf ' %s |' "$name"; done; echo
+printf '| --- |'; for name in "${SERVERS[@]}"; do printf ' --- |'; done; echo
 for blksize in 512 1468; do
   for pin in "${PIN_ORDER[@]}"; do
     printf '| 64 MiB, blksize %s, %s |' "$blksize" "$pin"
@@ -222,6 +244,9 @@ for blksize in 512 1468; do
 done
 printf '| %s concurrent x 1 MiB (blksize 512) |' "$STORM"
 for name in "${SERVERS[@]}"; do printf ' %s |' "$(fmt "$name|storm")"; done
+echo
+printf '| server CPU (user + system) in that storm |'
+for name in "${SERVERS[@]}"; do printf ' %s |' "$(fmt "$name|storm-cpu")"; done
 echo
 printf '| failed transfers (all rows, all runs) |'
 for name in "${SERVERS[@]}"; do printf ' %s |' "${FAILS[$name]}"; done

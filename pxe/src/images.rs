@@ -33,6 +33,7 @@
 //! older versions beside newer ones to roll back to on purpose.
 
 mod artifact;
+mod buffers;
 mod ipxe;
 mod load;
 
@@ -41,6 +42,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use artifact::{ArtifactContent, ArtifactError, VerifiedArtifact};
+/// The largest read [`VerifiedArtifact::read_at`] makes of a file.
+pub use buffers::BUFFER as MAX_READ;
 pub use ipxe::{IpxeBinaries, IpxeBinary, IpxeError};
 pub use load::LoadOptions;
 

@@ -186,8 +186,9 @@ impl VerifiedArtifact {
         })
     }
 
-    /// Reads `len` bytes at `offset` of a file-backed artifact and checks
-    /// the file is still the verified one after the read. Memory-backed
+    /// Reads `len` bytes (at most 1 MiB) at `offset` of a file-backed
+    /// artifact and checks the file is still the verified one after the
+    /// read. Memory-backed
     /// artifacts are sliced. Blocking: call from a blocking task.
     pub fn read_at(&self, offset: u64, len: usize) -> Result<Bytes, ArtifactError> {
         match &self.content {
@@ -197,8 +198,9 @@ impl VerifiedArtifact {
                 Ok(bytes.slice(start..end))
             }
             ArtifactContent::File { file, identity } => {
-                let mut buf = vec![0u8; len];
-                file.read_exact_at(&mut buf, offset)
+                let len = len.min(super::buffers::BUFFER);
+                let mut buf = super::buffers::take();
+                file.read_exact_at(&mut buf[..len], offset)
                     .map_err(|source| ArtifactError::Open {
                         path: self.path.clone(),
                         source,
@@ -209,9 +211,42 @@ impl VerifiedArtifact {
                         path: self.path.clone(),
                     });
                 }
-                Ok(Bytes::from(buf))
+                Ok(super::buffers::freeze(buf, len))
             }
         }
+    }
+
+    /// Reads at `offset` only what the page cache already holds
+    /// (`preadv2` with `RWF_NOWAIT`), so an async task may call it: `None`
+    /// when the read would wait for the disk (or the file system cannot
+    /// say), and the caller reads with [`read_at`](Self::read_at) on the
+    /// blocking pool instead. May return fewer than `len` bytes.
+    pub fn read_cached(&self, offset: u64, len: usize) -> Option<Result<Bytes, ArtifactError>> {
+        let (file, identity) = match &self.content {
+            ArtifactContent::Memory(_) => return Some(self.read_at(offset, len)),
+            ArtifactContent::File { file, identity } => (file, identity),
+        };
+        let len = len.min(super::buffers::BUFFER);
+        let mut buf = super::buffers::take();
+        let read = rustix::io::preadv2(
+            file,
+            &mut [std::io::IoSliceMut::new(&mut buf[..len])],
+            offset,
+            rustix::io::ReadWriteFlags::NOWAIT,
+        );
+        // EAGAIN (not cached), EOPNOTSUPP (no NOWAIT here), 0 (cached
+        // nothing, or the end): the blocking read decides.
+        let Some(n) = read.ok().filter(|&n| n > 0) else {
+            super::buffers::put(buf);
+            return None;
+        };
+        let now = file.metadata().map(|m| FileIdentity::of(&m));
+        if now.ok().as_ref() != Some(identity) {
+            return Some(Err(ArtifactError::Changed {
+                path: self.path.clone(),
+            }));
+        }
+        Some(Ok(super::buffers::freeze(buf, n)))
     }
 
     /// An artifact whose bytes were verified by other means (the iPXE
@@ -278,5 +313,104 @@ impl VerifiedArtifact {
             content: ArtifactContent::Memory(Bytes::from_static(b"x")),
             memory_identity: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn file_backed(dir: &Path, bytes: &[u8]) -> VerifiedArtifact {
+        let mut f = File::create(dir.join("rootfs")).unwrap();
+        f.write_all(bytes).unwrap();
+        f.sync_all().unwrap();
+        let entry = Artifact {
+            name: "rootfs".into(),
+            size: bytes.len() as u64,
+            sha256: Sha256Digest(Sha256::digest(bytes).into()),
+        };
+        VerifiedArtifact::verify(dir, &entry, false).unwrap()
+    }
+
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 + i / 4096) as u8).collect()
+    }
+
+    #[test]
+    fn a_read_from_the_page_cache_is_the_verified_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = pattern(3 << 20);
+        let artifact = file_backed(dir.path(), &bytes);
+        // Just hashed, so cached on any file system that can say so.
+        for (offset, len) in [(0usize, 1 << 20), (4095, 5000), ((3 << 20) - 10, 1 << 20)] {
+            let read = artifact.read_cached(offset as u64, len);
+            let Some(read) = read else {
+                let fs = nix::sys::statfs::statfs(dir.path()).unwrap().filesystem_type();
+                assert!(
+                    fs != nix::sys::statfs::EXT4_SUPER_MAGIC && fs != nix::sys::statfs::TMPFS_MAGIC,
+                    "ext4 and tmpfs answer RWF_NOWAIT reads of cached pages"
+                );
+                continue;
+            };
+            let read = read.unwrap();
+            assert!(!read.is_empty() && read.len() <= len);
+            assert!(read[..] == bytes[offset..offset + read.len()], "bytes at {offset}");
+        }
+        // Past the end: nothing cached to give, the blocking read decides.
+        assert!(artifact.read_cached(bytes.len() as u64, 10).is_none());
+    }
+
+    #[test]
+    fn a_read_the_disk_must_serve_is_left_to_the_blocking_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = pattern(2 << 20);
+        let artifact = file_backed(dir.path(), &bytes);
+        let ArtifactContent::File { file, .. } = &artifact.content else {
+            panic!("file-backed")
+        };
+        nix::fcntl::posix_fadvise(
+            file,
+            0,
+            0,
+            nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+        )
+        .unwrap();
+        let fs = nix::sys::statfs::statfs(dir.path()).unwrap().filesystem_type();
+        match artifact.read_cached(0, 1 << 20) {
+            // ext4 drops clean pages on DONTNEED: the read would wait.
+            None => {}
+            Some(read) => {
+                assert!(fs != nix::sys::statfs::EXT4_SUPER_MAGIC, "ext4 dropped the pages");
+                assert!(read.unwrap()[..] == bytes[..], "whatever was cached is the right bytes");
+            }
+        }
+        // The blocking read serves it either way.
+        assert!(artifact.read_at(0, 1 << 20).unwrap()[..] == bytes[..1 << 20]);
+    }
+
+    #[test]
+    fn a_cached_read_of_a_file_changed_after_verification_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = pattern(1 << 20);
+        let artifact = file_backed(dir.path(), &bytes);
+        // Rewritten in place: same inode, new content and mtime.
+        let mut f = OpenOptions::new()
+            .write(true)
+            .open(dir.path().join("rootfs"))
+            .unwrap();
+        f.write_all(&pattern(1 << 20).iter().map(|b| !b).collect::<Vec<_>>())
+            .unwrap();
+        f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5))
+            .unwrap();
+        drop(f);
+        match artifact.read_cached(0, 4096) {
+            Some(Err(ArtifactError::Changed { path })) => assert!(path.ends_with("rootfs")),
+            other => panic!("expected Changed, got {other:?}"),
+        }
+        assert!(matches!(
+            artifact.read_at(0, 4096),
+            Err(ArtifactError::Changed { .. })
+        ));
     }
 }

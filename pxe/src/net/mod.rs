@@ -3,3 +3,4 @@
 pub mod dhcp;
 pub mod http;
 pub mod tftp;
+mod sys;

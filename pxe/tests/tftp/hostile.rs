@@ -288,6 +288,41 @@ async fn unacknowledged_blocks_are_retransmitted_then_abandoned() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_closes_its_port_is_seen_gone_not_waited_out() {
+    // Retries enough to take a minute: the session must end on the
+    // kernel's ICMP port-unreachable answering a retransmission (the
+    // transfer socket waits for errors as well as data), not on the timer.
+    let mut h = Harness::start_with(|c| {
+        c.retransmit_timeout_ms = 100;
+        c.max_retransmit_timeout_ms = 10_000;
+        c.max_retries = 10;
+    })
+    .await;
+    h.put("f", &content(5000, 8));
+    let raw = Raw::new().await;
+    raw.send(h.addr, &rrq("f", &[])).await;
+    let (reply, _) = raw.recv().await;
+    assert!(matches!(Packet::parse(&reply).unwrap(), Packet::Data { block: 1, .. }));
+    let started = std::time::Instant::now();
+    drop(raw);
+    let outcome = tokio::time::timeout(Duration::from_secs(10), h.next_outcome())
+        .await
+        .expect("the session ended");
+    assert!(
+        matches!(
+            outcome,
+            TransferEvent::Failed {
+                reason: ironrack_pxe::net::tftp::FailReason::ClientGone,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_client_bound_busy_and_queue() {
     let mut h = Harness::start_with(|c| {
         c.max_sessions = 1;

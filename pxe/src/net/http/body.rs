@@ -1,6 +1,7 @@
 //! Response bodies: small in-memory ones, and artifact bodies that stream
 //! a verified artifact (memory slices, or chunks read from the verified
-//! descriptor on the blocking pool, one chunk read ahead).
+//! descriptor: in the task when the page cache holds them, else on the
+//! blocking pool with one chunk read ahead).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,8 +17,8 @@ use crate::images::{ArtifactError, VerifiedArtifact};
 
 /// Bytes read from disk per chunk of a file-backed artifact. Large chunks
 /// amortise the hop to the blocking pool and let the socket write big
-/// slices (measured with scripts/bench-http.sh).
-const CHUNK: usize = 1 << 20;
+/// slices (measured with scripts/bench-http.sh); the buffers are pooled.
+const CHUNK: usize = crate::images::MAX_READ;
 
 /// Called once, when a body whose every byte was handed to hyper is
 /// dropped: hyper stops polling a body once `is_end_stream` says it is
@@ -98,9 +99,13 @@ impl ArtifactBody {
         }
     }
 
+    fn chunk_len(&self, pos: u64) -> usize {
+        (self.end - pos).min(CHUNK as u64) as usize
+    }
+
     fn spawn_read(&self, pos: u64) -> JoinHandle<Result<Bytes, ArtifactError>> {
         let artifact = Arc::clone(&self.artifact);
-        let len = (self.end - pos).min(CHUNK as u64) as usize;
+        let len = self.chunk_len(pos);
         tokio::task::spawn_blocking(move || artifact.read_at(pos, len))
     }
 }
@@ -163,11 +168,21 @@ impl ArtifactBody {
         if self.pos >= self.end {
             return Poll::Ready(None);
         }
+        let mut waited = false;
         let chunk = if self.artifact.in_memory() {
             // Verified bytes already in memory: one slice, no copy.
             self.artifact
                 .read_at(self.pos, (self.end - self.pos) as usize)
+        } else if let Some(cached) = self
+            .ahead
+            .is_none()
+            .then(|| self.artifact.read_cached(self.pos, self.chunk_len(self.pos)))
+            .flatten()
+        {
+            // In the page cache: read here, no hop to the blocking pool.
+            cached
         } else {
+            waited = true;
             if self.ahead.is_none() {
                 self.ahead = Some(self.spawn_read(self.pos));
             }
@@ -187,7 +202,9 @@ impl ArtifactBody {
             Ok(bytes) if !bytes.is_empty() => {
                 self.pos += bytes.len() as u64;
                 self.metrics.bytes(self.route, bytes.len() as u64);
-                if self.pos < self.end && !self.artifact.in_memory() {
+                if waited && self.pos < self.end {
+                    // The file is being read from disk: start on the next
+                    // chunk while this one is sent.
                     self.ahead = Some(self.spawn_read(self.pos));
                 }
                 Poll::Ready(Some(Ok(Frame::data(bytes))))

@@ -16,7 +16,7 @@ use super::config::TftpConfig;
 use super::events::{FailReason, RefusalReason, TransferEvent, TransferEvents};
 use super::options::Negotiated;
 use super::packet::{ErrorCode, Mode, Packet, Request, error_packet};
-use super::session::{Retransmit, Transfer, transfer_socket};
+use super::session::{Retransmit, Transfer, TransferSocket};
 use super::source::{FileSource, SafeName};
 
 /// Requests are at most 512 bytes (RFC 2347); the buffer is larger so an
@@ -248,7 +248,7 @@ impl Shared {
             );
             return;
         };
-        let socket = match transfer_socket(local, client).await {
+        let socket = match TransferSocket::open(local, client) {
             Ok(socket) => socket,
             Err(err) => {
                 tracing::error!(client = %client, file = %request.filename, error = %err, "cannot open a transfer socket");

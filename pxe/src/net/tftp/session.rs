@@ -12,7 +12,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::net::UdpSocket;
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 use tokio::time::Instant;
 
 use super::body::BlockReader;
@@ -34,7 +35,7 @@ pub(super) struct Retransmit {
 /// The sending side of one transfer.
 #[derive(Debug)]
 pub(super) struct Transfer<'a> {
-    socket: &'a UdpSocket,
+    socket: &'a TransferSocket,
     reader: BlockReader,
     file: String,
     window: u64,
@@ -54,7 +55,7 @@ enum Reply {
 
 impl<'a> Transfer<'a> {
     pub(super) fn new(
-        socket: &'a UdpSocket,
+        socket: &'a TransferSocket,
         reader: BlockReader,
         file: String,
         blksize: u16,
@@ -221,15 +222,59 @@ fn socket_failure(err: std::io::Error) -> FailReason {
     }
 }
 
-/// Binds a transfer socket on the server's address and connects it to the
-/// client, so the kernel drops datagrams from any other TID.
-pub(super) async fn transfer_socket(
-    local: std::net::IpAddr,
-    client: SocketAddr,
-) -> std::io::Result<UdpSocket> {
-    let socket = UdpSocket::bind(SocketAddr::new(local, 0)).await?;
-    socket.connect(client).await?;
-    Ok(socket)
+/// A transfer socket, bound on the server's address and connected to the
+/// client so the kernel drops datagrams from any other TID.
+///
+/// It is registered with the runtime for reading only. tokio's own
+/// `UdpSocket` also registers for writing, and a UDP socket turns writable
+/// again after every send: each DATA block was then an edge event that
+/// woke whichever thread was parked in `epoll_wait`, for nothing (two
+/// `epoll_wait` returns per block, seen with strace). Sends go straight to
+/// the non-blocking socket; a full send buffer, which lock-step and small
+/// windows never meet, is waited out with short sleeps.
+#[derive(Debug)]
+pub(super) struct TransferSocket(AsyncFd<std::net::UdpSocket>);
+
+impl TransferSocket {
+    /// Binds on `local` (an ephemeral port: the transfer's TID) and
+    /// connects to `client`.
+    pub(super) fn open(local: std::net::IpAddr, client: SocketAddr) -> std::io::Result<Self> {
+        let socket = std::net::UdpSocket::bind(SocketAddr::new(local, 0))?;
+        socket.connect(client)?;
+        socket.set_nonblocking(true)?;
+        Ok(Self(crate::net::sys::register_udp(socket, Interest::READABLE)?))
+    }
+
+    /// Sends one datagram to the client.
+    pub(super) async fn send(&self, packet: &[u8]) -> std::io::Result<usize> {
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match self.0.get_ref().send(packet) {
+                Err(err)
+                    if matches!(
+                        err.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(20));
+                }
+                sent => return sent,
+            }
+        }
+    }
+
+    /// Receives one datagram from the client (an ICMP error the kernel
+    /// queued on the socket comes back as the error it names).
+    pub(super) async fn recv(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let mut ready = self.0.ready(Interest::READABLE | Interest::ERROR).await?;
+            match ready.try_io(|socket| socket.get_ref().recv(buf)) {
+                Ok(received) => return received,
+                Err(_would_block) => continue,
+            }
+        }
+    }
 }
 
 #[cfg(test)]
