@@ -346,7 +346,9 @@ mod tests {
         for (offset, len) in [(0usize, 1 << 20), (4095, 5000), ((3 << 20) - 10, 1 << 20)] {
             let read = artifact.read_cached(offset as u64, len);
             let Some(read) = read else {
-                let fs = nix::sys::statfs::statfs(dir.path()).unwrap().filesystem_type();
+                let fs = nix::sys::statfs::statfs(dir.path())
+                    .unwrap()
+                    .filesystem_type();
                 assert!(
                     fs != nix::sys::statfs::EXT4_SUPER_MAGIC && fs != nix::sys::statfs::TMPFS_MAGIC,
                     "ext4 and tmpfs answer RWF_NOWAIT reads of cached pages"
@@ -355,7 +357,10 @@ mod tests {
             };
             let read = read.unwrap();
             assert!(!read.is_empty() && read.len() <= len);
-            assert!(read[..] == bytes[offset..offset + read.len()], "bytes at {offset}");
+            assert!(
+                read[..] == bytes[offset..offset + read.len()],
+                "bytes at {offset}"
+            );
         }
         // Past the end: nothing cached to give, the blocking read decides.
         assert!(artifact.read_cached(bytes.len() as u64, 10).is_none());
@@ -376,13 +381,21 @@ mod tests {
             nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
         )
         .unwrap();
-        let fs = nix::sys::statfs::statfs(dir.path()).unwrap().filesystem_type();
+        let fs = nix::sys::statfs::statfs(dir.path())
+            .unwrap()
+            .filesystem_type();
         match artifact.read_cached(0, 1 << 20) {
             // ext4 drops clean pages on DONTNEED: the read would wait.
             None => {}
             Some(read) => {
-                assert!(fs != nix::sys::statfs::EXT4_SUPER_MAGIC, "ext4 dropped the pages");
-                assert!(read.unwrap()[..] == bytes[..], "whatever was cached is the right bytes");
+                assert!(
+                    fs != nix::sys::statfs::EXT4_SUPER_MAGIC,
+                    "ext4 dropped the pages"
+                );
+                assert!(
+                    read.unwrap()[..] == bytes[..],
+                    "whatever was cached is the right bytes"
+                );
             }
         }
         // The blocking read serves it either way.

@@ -77,7 +77,10 @@ mod tests {
         drop(clone);
         // Other tests may take buffers concurrently: look for ours among a few.
         let taken: Vec<Vec<u8>> = (0..KEPT).map(|_| take()).collect();
-        assert!(taken.iter().any(|b| b.as_ptr() == ptr), "the buffer came back");
+        assert!(
+            taken.iter().any(|b| b.as_ptr() == ptr),
+            "the buffer came back"
+        );
         assert!(taken.iter().all(|b| b.len() == BUFFER));
     }
 }

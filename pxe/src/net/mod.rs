@@ -2,5 +2,5 @@
 
 pub mod dhcp;
 pub mod http;
-pub mod tftp;
 mod sys;
+pub mod tftp;

@@ -302,7 +302,10 @@ async fn a_client_that_closes_its_port_is_seen_gone_not_waited_out() {
     let raw = Raw::new().await;
     raw.send(h.addr, &rrq("f", &[])).await;
     let (reply, _) = raw.recv().await;
-    assert!(matches!(Packet::parse(&reply).unwrap(), Packet::Data { block: 1, .. }));
+    assert!(matches!(
+        Packet::parse(&reply).unwrap(),
+        Packet::Data { block: 1, .. }
+    ));
     let started = std::time::Instant::now();
     drop(raw);
     let outcome = tokio::time::timeout(Duration::from_secs(10), h.next_outcome())

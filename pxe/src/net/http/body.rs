@@ -176,7 +176,10 @@ impl ArtifactBody {
         } else if let Some(cached) = self
             .ahead
             .is_none()
-            .then(|| self.artifact.read_cached(self.pos, self.chunk_len(self.pos)))
+            .then(|| {
+                self.artifact
+                    .read_cached(self.pos, self.chunk_len(self.pos))
+            })
             .flatten()
         {
             // In the page cache: read here, no hop to the blocking pool.

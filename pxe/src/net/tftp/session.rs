@@ -242,7 +242,10 @@ impl TransferSocket {
         let socket = std::net::UdpSocket::bind(SocketAddr::new(local, 0))?;
         socket.connect(client)?;
         socket.set_nonblocking(true)?;
-        Ok(Self(crate::net::sys::register_udp(socket, Interest::READABLE)?))
+        Ok(Self(crate::net::sys::register_udp(
+            socket,
+            Interest::READABLE,
+        )?))
     }
 
     /// Sends one datagram to the client.
