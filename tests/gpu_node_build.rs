@@ -303,14 +303,62 @@ fn the_gpu_node_image_builds_identically_verifies_and_its_nvidia_ko_links() {
     verify.extend(PINS);
     let caught = ironrack(&site, &verify).code(3);
     assert!(caught.all().contains("initrd.img"), "{}", caught.all());
+    modules_are_reused_when_only_the_agent_changes(&site, &first);
     // Done with the copies: a CI machine's disk is not ours to fill.
-    for copy in ["tampered", "out-b"] {
+    for copy in ["tampered", "out-b", "out-c"] {
         let _ = std::fs::remove_dir_all(site.join(copy));
     }
 
     nvidia_ko_loads(&site, &dir);
     boots_to_the_agent(&site, &dir);
     precompiled_modules_are_installed_not_built(&site, &dir, &first);
+}
+
+/// A build with another agent, sharing the first build's cache: the image
+/// is new (its initramfs carries the agent), the NVIDIA modules come from
+/// the module cache without a compile, byte for byte the first build's.
+fn modules_are_reused_when_only_the_agent_changes(site: &Path, first: &Value) {
+    let agent = site.join("agent-ironrack-2");
+    let mut bytes = std::fs::read(site.join("agent-ironrack")).unwrap();
+    bytes.extend_from_slice(b"another agent build");
+    std::fs::write(&agent, bytes).unwrap();
+    std::fs::set_permissions(&agent, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let _ = std::fs::remove_dir_all(site.join("out-c"));
+    let mut args = vec!["build", "images/gpu-node.toml", "--trust", "trust.json"];
+    args.extend(PINS);
+    args.extend([
+        "--key",
+        "keys/ci.key",
+        "--out",
+        "out-c",
+        "--cache-dir",
+        "out-a/.cache",
+    ]);
+    args.extend(["--agent", agent.to_str().unwrap(), "--json"]);
+    let run = ironrack(site, &args).ok();
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(report["from-cache"], false, "the image itself is rebuilt");
+    let stage = report["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stage"] == "nvidia modules")
+        .unwrap_or_else(|| panic!("no nvidia modules stage: {}", report["stages"]));
+    assert_eq!(stage["cached"], true, "{stage}");
+    assert_eq!(report["boot"]["modules"], first["boot"]["modules"]);
+    let initrd = |r: &Value| {
+        artifacts(r)
+            .into_iter()
+            .find(|(f, _)| f == "initrd.img")
+            .unwrap()
+            .1
+    };
+    assert_ne!(
+        initrd(&report),
+        initrd(first),
+        "the new agent is in the initramfs"
+    );
+    let _ = std::fs::remove_file(&agent);
 }
 
 /// The built modules as a site package in a new snapshot (the site's
@@ -333,8 +381,14 @@ fn precompiled_modules_are_installed_not_built(site: &Path, dir: &Path, built: &
             .field("Priority", "optional")
             .field("Section", "non-free/kernel");
     let mut names = Vec::new();
-    for entry in std::fs::read_dir(ko_dir.join(&subtree)).unwrap() {
-        let path = entry.unwrap().path();
+    // In name order: the same modules make the same .deb, so a re-run
+    // imports what an earlier run left in the site's pool.
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(ko_dir.join(&subtree))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    paths.sort();
+    for path in paths {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         deb = deb.file(
             &format!("usr/lib/modules/{RELEASE}/updates/nvidia/{name}"),

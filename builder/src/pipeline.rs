@@ -721,6 +721,15 @@ impl Stages {
         });
     }
 
+    fn cached(&mut self, stage: &str) {
+        tracing::info!(stage, "stage from the cache");
+        self.0.push(StageTiming {
+            stage: stage.into(),
+            seconds: 0.0,
+            cached: true,
+        });
+    }
+
     fn run<T>(&mut self, stage: &str, f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
         let started = Instant::now();
         let value = f()?;
@@ -803,6 +812,7 @@ fn run_stages(
             progress,
             &target,
             work,
+            &options.cache_dir,
             &mut stages,
         )?),
         None => None,
@@ -979,12 +989,31 @@ mod tests {
         let base = bootable().key().unwrap();
         assert_ne!(base, plan().key().unwrap());
         assert_eq!(bootable().key().unwrap(), base);
+        let modules = |p: &Plan| boot::modules_key(p, p.nvidia.as_ref().unwrap()).unwrap();
+        let modules_base = modules(&bootable());
         // The agent's and the patches' bytes, not their paths.
         std::fs::write(&agent, b"agent 2").unwrap();
         let after_agent = bootable().key().unwrap();
         assert_ne!(after_agent, base);
+        // The module stage has its own key: a new agent, image package or
+        // host name reuses the modules; what they are built from does not.
+        assert_eq!(modules(&bootable()), modules_base);
+        let mut p = bootable();
+        p.packages[0].sha256 = "01".into();
+        p.customization.hostname = Some("node".into());
+        assert_eq!(modules(&p), modules_base);
+        let mut p = bootable();
+        p.build_packages.push(p.packages[0].clone());
+        assert_ne!(modules(&p), modules_base);
+        let mut p = bootable();
+        p.kernel.release = "6.1.0-2-test".into();
+        assert_ne!(modules(&p), modules_base);
+        let mut p = bootable();
+        p.nvidia.as_mut().unwrap().flavour = crate::boot::nvidia::Flavour::Proprietary;
+        assert_ne!(modules(&p), modules_base);
         std::fs::write(&patch, b"patch 2").unwrap();
         assert_ne!(bootable().key().unwrap(), after_agent);
+        assert_ne!(modules(&bootable()), modules_base);
         let mut p = bootable();
         p.boot.as_mut().unwrap().trust = None;
         assert_ne!(p.key().unwrap(), bootable().key().unwrap());

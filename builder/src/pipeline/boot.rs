@@ -163,6 +163,7 @@ pub(super) fn modules(
     progress: &Progress,
     image: &Target,
     work: &Path,
+    cache_dir: &Path,
     stages: &mut Stages,
 ) -> Result<NvidiaRecord, Error> {
     let release = &plan.kernel.release;
@@ -212,7 +213,19 @@ pub(super) fn modules(
                 .unwrap_or_default();
             (format!("precompiled {package} {version}"), Vec::new())
         }
-        None => build_and_install(plan, nvidia, jobs, progress, &root, &sandbox_root, stages)?,
+        None => build_and_install(
+            plan,
+            nvidia,
+            BuildPlace {
+                jobs,
+                sandbox_root: &sandbox_root,
+                work,
+                cache_dir,
+            },
+            progress,
+            &root,
+            stages,
+        )?,
     };
     let headers = sandbox_root.join(format!("usr/src/linux-headers-{release}"));
     let report = stages.run("module checks", || {
@@ -286,26 +299,46 @@ fn depmod_in_sandbox(image: &Target, epoch: u64, release: &str, work: &Path) -> 
     Ok(())
 }
 
-/// The modules built in the sandbox and installed into the image's
-/// `updates/dkms`: (`built`, the patches applied).
+/// Where the module build runs and what it may reuse.
+struct BuildPlace<'a> {
+    jobs: usize,
+    /// The build sandbox (headers, compiler, the driver's source).
+    sandbox_root: &'a Path,
+    /// The build's work directory (inside the cache's `tmp/`).
+    work: &'a Path,
+    /// The stage cache: `modules/KEY/` holds modules built before.
+    cache_dir: &'a Path,
+}
+
+/// The modules built in the sandbox (or taken from the module cache) and
+/// installed into the image's `updates/dkms`: (`built`, the patches
+/// applied).
 fn build_and_install(
     plan: &Plan,
     nvidia: &NvidiaPlan,
-    jobs: usize,
+    place: BuildPlace<'_>,
     progress: &Progress,
     root: &ImageRoot,
-    sandbox_root: &Path,
     stages: &mut Stages,
 ) -> Result<(String, Vec<PatchRecord>), Error> {
+    let key = modules_key(plan, nvidia)?;
+    let entry = super::cache::modules_entry_dir(place.cache_dir, &key);
+    if let Some(cached) = CachedModules::load(&entry) {
+        tracing::info!(entry = %entry.display(), "NVIDIA modules from the module cache");
+        stages.cached("nvidia modules");
+        install_modules(root, &plan.kernel.release, &cached.paths(&entry))
+            .map_err(boxed("installing the modules"))?;
+        return Ok(("built".into(), cached.patches));
+    }
     let spinner = progress.spinner("nvidia modules");
     let build = ModuleBuild {
-        root: sandbox_root.to_owned(),
-        work: sandbox_root.join("ironrack-build/nvidia"),
+        root: place.sandbox_root.to_owned(),
+        work: place.sandbox_root.join("ironrack-build/nvidia"),
         release: plan.kernel.release.clone(),
         version: nvidia.version.clone(),
         flavour: nvidia.flavour,
         patches: nvidia.patches.clone(),
-        jobs,
+        jobs: place.jobs,
         source_date_epoch: plan.epoch,
         isolation: Isolation::Sandbox,
     };
@@ -315,7 +348,7 @@ fn build_and_install(
     spinner.finish();
     let paths: Vec<PathBuf> = built.modules.iter().map(|m| m.path.clone()).collect();
     install_modules(root, &plan.kernel.release, &paths).map_err(boxed("installing the modules"))?;
-    let patches = built
+    let patches: Vec<PatchRecord> = built
         .patches
         .iter()
         .map(|p| PatchRecord {
@@ -327,7 +360,128 @@ fn build_and_install(
             sha256: p.sha256.clone(),
         })
         .collect();
+    let cached = CachedModules {
+        modules: built
+            .modules
+            .iter()
+            .map(|m| CachedModule {
+                file: m
+                    .path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                sha256: m.sha256.clone(),
+            })
+            .collect(),
+        patches: patches.clone(),
+    };
+    // Best effort: a build that cannot fill the cache still succeeds.
+    if let Err(e) = cached.store(&paths, place.work, &entry) {
+        tracing::warn!(entry = %entry.display(), error = %e, "NVIDIA modules not cached");
+    }
     Ok(("built".into(), patches))
+}
+
+/// The module stage's own cache key: what the compiled modules depend on
+/// (the build set's .debs, the driver release and flavour, the patches'
+/// bytes, the kernel release, SOURCE_DATE_EPOCH, the builder), and not
+/// the image around them. A new agent, overlay or package in the image
+/// reuses modules built before instead of compiling them again.
+pub(super) fn modules_key(plan: &Plan, nvidia: &NvidiaPlan) -> Result<String, Error> {
+    let patches = nvidia
+        .patches
+        .iter()
+        .map(|p| super::file_sha256(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let inputs = serde_json::json!({
+        "builder": super::BUILDER_VERSION,
+        "release": plan.kernel.release,
+        "driver": nvidia.version,
+        "flavour": nvidia.flavour.to_string(),
+        "build-set": plan.build_packages.iter().map(|p| p.sha256.as_str()).collect::<Vec<_>>(),
+        "patches": patches,
+        "epoch": plan.epoch,
+    });
+    Ok(hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+        inputs.to_string(),
+    )))
+}
+
+/// One module in a module-cache entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CachedModule {
+    file: String,
+    sha256: String,
+}
+
+/// A module-cache entry: `modules.json` and the `.ko` files it names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CachedModules {
+    modules: Vec<CachedModule>,
+    patches: Vec<PatchRecord>,
+}
+
+/// The index file of a module-cache entry.
+const MODULES_INDEX: &str = "modules.json";
+
+impl CachedModules {
+    /// The entry at `dir`, if it is whole and every file still has the
+    /// digest it was stored with (anything else is rebuilt, with a warning).
+    pub(super) fn load(dir: &Path) -> Option<CachedModules> {
+        let index = dir.join(MODULES_INDEX);
+        let bytes = fs::read(&index).ok()?;
+        let entry: CachedModules = match serde_json::from_slice(&bytes) {
+            Ok(entry) => entry,
+            Err(e) => {
+                tracing::warn!(file = %index.display(), error = %e, "module cache entry unreadable; building again");
+                return None;
+            }
+        };
+        for module in &entry.modules {
+            let path = dir.join(&module.file);
+            let plain = Path::new(&module.file).file_name() == Some(module.file.as_ref());
+            match super::file_sha256(&path) {
+                Ok(digest) if plain && digest == module.sha256 => {}
+                _ => {
+                    tracing::warn!(file = %path.display(), "module cache entry does not match its index; building again");
+                    return None;
+                }
+            }
+        }
+        (!entry.modules.is_empty()).then_some(entry)
+    }
+
+    fn paths(&self, dir: &Path) -> Vec<PathBuf> {
+        self.modules.iter().map(|m| dir.join(&m.file)).collect()
+    }
+
+    /// Copies `files` and the index into a directory under `work`, then
+    /// renames it into place as `entry` (whole or not at all).
+    pub(super) fn store(&self, files: &[PathBuf], work: &Path, entry: &Path) -> Result<(), Error> {
+        let staged = work.join("modules-cache-entry");
+        let io = |operation: &'static str, path: &Path| {
+            let path = path.to_owned();
+            move |source| Error::Io {
+                operation,
+                path,
+                source,
+            }
+        };
+        fs::create_dir_all(&staged).map_err(io("creating", &staged))?;
+        for (file, module) in files.iter().zip(&self.modules) {
+            let to = staged.join(&module.file);
+            fs::copy(file, &to).map_err(io("copying", &to))?;
+        }
+        let index = staged.join(MODULES_INDEX);
+        let json = serde_json::to_vec_pretty(self).map_err(|e| Error::BadFile {
+            path: index.clone(),
+            problem: e.to_string(),
+        })?;
+        fs::write(&index, json).map_err(io("writing", &index))?;
+        super::cache::commit_entry(&staged, entry)
+    }
 }
 
 /// The ELF files the userspace packages installed (from dpkg's file
@@ -591,4 +745,74 @@ pub(super) fn artifacts(
         }),
     };
     Ok((written, record))
+}
+
+#[cfg(test)]
+mod module_cache_tests {
+    use super::*;
+
+    fn entry_of(files: &[(&str, &[u8])], dir: &Path) -> (CachedModules, Vec<PathBuf>) {
+        let built = dir.join("built");
+        fs::create_dir_all(&built).unwrap();
+        let mut paths = Vec::new();
+        let mut modules = Vec::new();
+        for (name, bytes) in files {
+            let path = built.join(name);
+            fs::write(&path, bytes).unwrap();
+            modules.push(CachedModule {
+                file: (*name).to_owned(),
+                sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes)),
+            });
+            paths.push(path);
+        }
+        let patches = vec![PatchRecord {
+            name: "fix.patch".into(),
+            sha256: "ab".into(),
+        }];
+        (CachedModules { modules, patches }, paths)
+    }
+
+    #[test]
+    fn a_stored_entry_loads_whole_and_a_changed_one_is_built_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cached, paths) = entry_of(
+            &[
+                ("nvidia.ko", b"module one"),
+                ("nvidia-uvm.ko", b"module two"),
+            ],
+            dir.path(),
+        );
+        let work = dir.path().join("work");
+        let entry = super::super::cache::modules_entry_dir(dir.path(), "k");
+        assert!(CachedModules::load(&entry).is_none(), "nothing cached yet");
+        cached.store(&paths, &work, &entry).unwrap();
+        let loaded = CachedModules::load(&entry).unwrap();
+        assert_eq!(loaded, cached);
+        assert_eq!(
+            fs::read(&loaded.paths(&entry)[1]).unwrap(),
+            b"module two",
+            "the files themselves are kept"
+        );
+        assert!(
+            !work.join("modules-cache-entry").exists(),
+            "moved, not copied"
+        );
+
+        // A module altered in the cache is not installed.
+        fs::write(entry.join("nvidia-uvm.ko"), b"module 2wo").unwrap();
+        assert!(CachedModules::load(&entry).is_none());
+        fs::write(entry.join("nvidia-uvm.ko"), b"module two").unwrap();
+        assert!(CachedModules::load(&entry).is_some());
+        // Nor one the index places outside its entry, nor a torn index.
+        let mut escaping = cached.clone();
+        escaping.modules[0].file = "../nvidia.ko".into();
+        fs::write(
+            entry.join(MODULES_INDEX),
+            serde_json::to_vec(&escaping).unwrap(),
+        )
+        .unwrap();
+        assert!(CachedModules::load(&entry).is_none());
+        fs::write(entry.join(MODULES_INDEX), b"{\"modules\": [").unwrap();
+        assert!(CachedModules::load(&entry).is_none());
+    }
 }

@@ -1,5 +1,8 @@
 //! The stage cache: `CACHE/rootfs/KEY/` holds a finished build's images,
-//! tree manifest and report; `CACHE/tmp/` holds builds in progress; an
+//! tree manifest and report; `CACHE/modules/KEY/` the NVIDIA modules
+//! compiled for one driver, kernel and build set (kept apart, so a build
+//! that changes only the image around them does not compile them again);
+//! `CACHE/tmp/` holds builds in progress; an
 //! exclusive lock on `CACHE/lock` keeps builds sharing a cache apart.
 //!
 //! An entry appears by renaming a complete directory into place, so a
@@ -66,6 +69,11 @@ impl CacheLock {
 /// `CACHE/rootfs/KEY`.
 pub fn entry_dir(cache: &Path, key: &str) -> PathBuf {
     cache.join("rootfs").join(key)
+}
+
+/// `CACHE/modules/KEY`: NVIDIA modules built for one set of module inputs.
+pub fn modules_entry_dir(cache: &Path, key: &str) -> PathBuf {
+    cache.join("modules").join(key)
 }
 
 /// A fresh work directory for a build of `key`.
