@@ -352,11 +352,7 @@ fn build_and_install(
         .patches
         .iter()
         .map(|p| PatchRecord {
-            name: p
-                .path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            name: file_name(&p.path),
             sha256: p.sha256.clone(),
         })
         .collect();
@@ -365,11 +361,7 @@ fn build_and_install(
             .modules
             .iter()
             .map(|m| CachedModule {
-                file: m
-                    .path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
+                file: file_name(&m.path),
                 sha256: m.sha256.clone(),
             })
             .collect(),
@@ -380,6 +372,14 @@ fn build_and_install(
         tracing::warn!(entry = %entry.display(), error = %e, "NVIDIA modules not cached");
     }
     Ok(("built".into(), patches))
+}
+
+/// The last component of `path`, as the manifest and the module cache
+/// name a file.
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// The module stage's own cache key: what the compiled modules depend on

@@ -188,8 +188,8 @@ impl VerifiedArtifact {
 
     /// Reads `len` bytes (at most 1 MiB) at `offset` of a file-backed
     /// artifact and checks the file is still the verified one after the
-    /// read. Memory-backed
-    /// artifacts are sliced. Blocking: call from a blocking task.
+    /// read. Memory-backed artifacts are sliced. Blocking: call from a
+    /// blocking task.
     pub fn read_at(&self, offset: u64, len: usize) -> Result<Bytes, ArtifactError> {
         match &self.content {
             ArtifactContent::Memory(bytes) => {
@@ -205,12 +205,7 @@ impl VerifiedArtifact {
                         path: self.path.clone(),
                         source,
                     })?;
-                let now = file.metadata().map(|m| FileIdentity::of(&m));
-                if now.ok().as_ref() != Some(identity) {
-                    return Err(ArtifactError::Changed {
-                        path: self.path.clone(),
-                    });
-                }
+                self.still_verified(file, identity)?;
                 Ok(super::buffers::freeze(buf, len))
             }
         }
@@ -240,13 +235,23 @@ impl VerifiedArtifact {
             super::buffers::put(buf);
             return None;
         };
+        Some(
+            self.still_verified(file, identity)
+                .map(|()| super::buffers::freeze(buf, n)),
+        )
+    }
+
+    /// After a read: the open file is still the one hashed (same identity:
+    /// device, inode, size, mtime, ctime), so the bytes read are verified.
+    fn still_verified(&self, file: &File, identity: &FileIdentity) -> Result<(), ArtifactError> {
         let now = file.metadata().map(|m| FileIdentity::of(&m));
-        if now.ok().as_ref() != Some(identity) {
-            return Some(Err(ArtifactError::Changed {
+        if now.ok().as_ref() == Some(identity) {
+            Ok(())
+        } else {
+            Err(ArtifactError::Changed {
                 path: self.path.clone(),
-            }));
+            })
         }
-        Some(Ok(super::buffers::freeze(buf, n)))
     }
 
     /// An artifact whose bytes were verified by other means (the iPXE

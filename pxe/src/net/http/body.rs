@@ -173,14 +173,10 @@ impl ArtifactBody {
             // Verified bytes already in memory: one slice, no copy.
             self.artifact
                 .read_at(self.pos, (self.end - self.pos) as usize)
-        } else if let Some(cached) = self
-            .ahead
-            .is_none()
-            .then(|| {
-                self.artifact
-                    .read_cached(self.pos, self.chunk_len(self.pos))
-            })
-            .flatten()
+        } else if self.ahead.is_none()
+            && let Some(cached) = self
+                .artifact
+                .read_cached(self.pos, self.chunk_len(self.pos))
         {
             // In the page cache: read here, no hop to the blocking pool.
             cached
